@@ -1,0 +1,203 @@
+"""The one configuration schema: a tree of frozen dataclasses.
+
+The config file, the command line and (later) the web forms all go through
+it. Field docs here are the config reference the README prints.
+"""
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from appliance.config.validate import setting
+
+# Small enough for tests and the demo to run with sub-second intervals.
+MIN_INTERVAL_S = 0.05
+
+TARGET_KINDS = ("phonehome", "healthchecks", "uptime-kuma", "url")
+SECURITY_MODES = ("starttls", "ssl", "none")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def check_url(value):
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        return f"must start with http:// or https://, got {value!r}"
+    if not parts.hostname:
+        return f"has no host name, got {value!r}"
+    return None
+
+
+def check_name(value):
+    if not _NAME.match(value):
+        return (f"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                f"got {value!r}")
+    return None
+
+
+def check_listen(value):
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"must be HOST:PORT with a port from 1 to 65535 (e.g. '127.0.0.1:8081'), got {value!r}"
+    return None
+
+
+def check_email(value):
+    return None if _EMAIL.match(value) else f"must be an e-mail address like 'me@example.com', got {value!r}"
+
+
+def check_apprise_url(value):
+    import apprise  # imported here: only configs with Apprise URLs pay for it
+
+    if apprise.Apprise.instantiate(value) is None:
+        return (f"is not an Apprise URL that phonehome can use, got {value!r} "
+                f"(see https://github.com/caronc/apprise/wiki for the formats, e.g. 'ntfy://my-topic')")
+    return None
+
+
+def check_port(value):
+    return None if 1 <= value <= 65535 else f"must be a port from 1 to 65535, got {value}"
+
+
+@dataclass(frozen=True)
+class Device:
+    """This appliance."""
+
+    name: str = setting("", doc="this appliance's name, as the monitor knows it (e.g. 'home')", check=check_name)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place the agent phones home to."""
+
+    url: str = setting(doc="where to send the heartbeat (http:// or https://)", check=check_url)
+    kind: str = setting("phonehome", doc="phonehome, healthchecks, uptime-kuma or url", choices=TARGET_KINDS)
+    token: str = setting("", doc="the device's token on a phonehome monitor (kind phonehome only)")
+    name: str = setting("", doc="a label for logs and the status page (default: the URL's host)")
+
+    @property
+    def label(self):
+        return self.name or urlsplit(self.url).hostname or self.url
+
+    def problems(self):
+        if self.kind == "phonehome" and not self.token:
+            yield "token", "required for kind 'phonehome': the token listed for this device in the monitor's config"
+        if self.kind != "phonehome" and self.token:
+            yield "token", f"not used by kind {self.kind!r}: the URL itself identifies the check; remove it"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How often and where the agent phones home."""
+
+    interval_s: float = setting(60.0, doc="seconds between heartbeats", min=MIN_INTERVAL_S, unit=" s")
+    timeout_s: float = setting(10.0, doc="longest a heartbeat request may take, DNS included",
+                               min=MIN_INTERVAL_S, unit=" s")
+    targets: tuple[Target, ...] = setting((), doc="the [[heartbeat.targets]] to phone home to")
+
+    def problems(self):
+        if self.timeout_s > self.interval_s:
+            yield "timeout_s", (f"must not be longer than heartbeat.interval_s ({self.interval_s:g} s), "
+                                f"or a slow target would delay the next beat; got {self.timeout_s:g}")
+        seen = set()
+        for i, t in enumerate(self.targets):
+            if (t.kind, t.url) in seen:
+                yield f"targets[{i}].url", f"{t.url!r} is listed twice with kind {t.kind!r}; remove one"
+            seen.add((t.kind, t.url))
+
+
+@dataclass(frozen=True)
+class MonitoredDevice:
+    """A device the monitor watches."""
+
+    name: str = setting(doc="the device's name; heartbeats carry it in their 'device' field", check=check_name)
+    token: str = setting("", doc="shared secret the device sends as 'Authorization: Bearer TOKEN'")
+    max_silence_s: float = setting(300.0, doc="silence after which the device is declared down",
+                                   min=MIN_INTERVAL_S, unit=" s")
+    reminder_every_s: float = setting(14400.0, doc="repeat the DOWN alert this often while down; 0 = never",
+                                      min=0, unit=" s")
+    magic: str = setting("", doc="string that marks this device's requests in monitor.access_log")
+
+    def problems(self):
+        if not self.token and not self.magic:
+            yield "token", "required (or a 'magic' string for access-log monitoring): the device could never report"
+        if self.token and len(self.token) < 8:
+            yield "token", "must be at least 8 characters; use e.g. the output of 'openssl rand -hex 16'"
+        if self.magic and any(c.isspace() for c in self.magic):
+            yield "magic", f"must not contain spaces, got {self.magic!r}"
+        if 0 < self.reminder_every_s < self.max_silence_s:
+            yield "reminder_every_s", (f"must be 0 (never) or at least max_silence_s ({self.max_silence_s:g} s), "
+                                       f"got {self.reminder_every_s:g}")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The monitor: receives heartbeats and decides who is down."""
+
+    listen: str = setting("127.0.0.1:8081", doc="HOST:PORT the monitor's HTTP API listens on", check=check_listen)
+    access_log: str = setting("", doc="an Apache/nginx access log (combined format) to follow for 'magic' strings")
+    devices: tuple[MonitoredDevice, ...] = setting((), doc="the [[monitor.devices]] to watch")
+
+    def problems(self):
+        names, tokens = set(), set()
+        for i, d in enumerate(self.devices):
+            if d.name in names:
+                yield f"devices[{i}].name", f"{d.name!r} is listed twice; device names must be unique"
+            if d.token and d.token in tokens:
+                yield f"devices[{i}].token", "is the same as another device's token; give each device its own"
+            names.add(d.name)
+            tokens.add(d.token)
+            if d.magic and not self.access_log:
+                yield f"devices[{i}].magic", "has no effect without monitor.access_log; set the log's path"
+
+
+@dataclass(frozen=True)
+class Email:
+    """E-mail alerts through an SMTP server (also carrier e-mail-to-SMS gateways)."""
+
+    smtp_host: str = setting(doc="the SMTP server's host name")
+    sender: str = setting(doc="From: address", check=check_email)
+    to: tuple[str, ...] = setting(doc="recipient addresses", check=check_email)
+    smtp_port: int = setting(587, doc="the SMTP server's port", check=check_port)
+    security: str = setting("starttls", doc="starttls, ssl (implicit TLS, port 465) or none", choices=SECURITY_MODES)
+    username: str = setting("", doc="SMTP login name (needs password_file)")
+    password_file: str = setting("", doc="file holding the SMTP password, so the config holds no secret")
+    timeout_s: float = setting(30.0, doc="longest one SMTP conversation may take", min=MIN_INTERVAL_S, unit=" s")
+
+    def problems(self):
+        if not self.to:
+            yield "to", "must list at least one recipient"
+        if self.username and not self.password_file:
+            yield "password_file", "required when username is set"
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where alerts go and how hard phonehome tries."""
+
+    urls: tuple[str, ...] = setting((), doc="Apprise URLs (ntfy://, pover://, tgram://, json://, …)",
+                                    check=check_apprise_url)
+    email: Email | None = setting(None, doc="the [alerts.email] table; leave it out for no e-mail")
+    outbox_dir: str = setting("", doc="also write every alert as an .eml file here and print it")
+    give_up_after_s: float = setting(86400.0, doc="keep retrying an undelivered alert this long",
+                                     min=MIN_INTERVAL_S, unit=" s")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration file."""
+
+    data_dir: str = setting("/var/lib/phonehome", doc="where state and history live (relative: to the config file)")
+    device: Device = setting(doc="this appliance ([device] table)", factory=Device)
+    heartbeat: Heartbeat = setting(doc="the [heartbeat] table", factory=Heartbeat)
+    monitor: Monitor | None = setting(None, doc="the [monitor] table; an agent with one also runs a monitor")
+    alerts: Alerts = setting(doc="the [alerts] table", factory=Alerts)
+
+    @property
+    def agent_configured(self):
+        """True when the agent has what it needs to send heartbeats."""
+        return bool(self.device.name and self.heartbeat.targets)
+
+    def problems(self):
+        if self.heartbeat.targets and not self.device.name:
+            yield "device.name", "required when heartbeat.targets are set: the monitor knows the device by it"

@@ -1,0 +1,154 @@
+"""The engine that turns a TOML table into the frozen dataclasses of ``schema``.
+
+It walks the dataclass fields, checks every value, and collects every problem
+with its key path (``heartbeat.targets[1].url: …``) instead of stopping at the
+first, so a person fixes a config file in one go. Unknown keys get a "did you
+mean" hint. Checks that involve several fields live on the dataclass itself as
+``problems(self) -> [(key, message)]``.
+"""
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+
+
+def setting(default=dataclasses.MISSING, *, doc, factory=None, check=None, min=None, choices=None, unit=""):
+    """A config field with its documentation and its checks.
+
+    ``check(value)`` returns an error message or None; ``min`` is the smallest
+    accepted number; ``choices`` the accepted strings.
+    """
+    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def build(cls, table, path, problems):
+    """Build ``cls`` from ``table``; append problems; return the instance or None."""
+    if not isinstance(table, dict):
+        problems.append(f"{path or 'config'}: must be a table, got {_describe(table)}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            problems.append(f"{_join(path, key)}: unknown key{_suggest(key, fields)}")
+    values = {}
+    before = len(problems)
+    for name, f in fields.items():
+        if name not in table:
+            continue
+        value = _convert(hints[name], table[name], _join(path, name), problems, f.metadata)
+        if value is not _BAD:
+            values[name] = value
+    if len(problems) != before:
+        return None
+    try:
+        obj = cls(**values)
+    except TypeError as exc:  # a required field is missing
+        missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        for name in missing:
+            problems.append(f"{_join(path, name)}: required, {fields[name].metadata.get('doc', '')}".rstrip(", "))
+        if not missing:
+            problems.append(f"{path or 'config'}: {exc}")
+        return None
+    check = getattr(obj, "problems", None)
+    if check is not None:
+        for key, message in check():
+            problems.append(f"{_join(path, key)}: {message}")
+    return obj
+
+
+_BAD = object()
+
+
+def _convert(hint, value, path, problems, meta):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        return _convert(inner, value, path, problems, meta)
+    if dataclasses.is_dataclass(hint):
+        obj = build(hint, value, path, problems)
+        return _BAD if obj is None else obj
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            problems.append(f"{path}: must be a list, got {_describe(value)}")
+            return _BAD
+        out = [_convert(item, v, f"{path}[{i}]", problems, meta) for i, v in enumerate(value)]
+        return _BAD if any(v is _BAD for v in out) else tuple(out)
+    return _scalar(hint, value, path, problems, meta)
+
+
+def _scalar(hint, value, path, problems, meta):
+    bad = len(problems)
+    if hint is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{path}: must be true or false, got {_describe(value)}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{path}: must be a whole number, got {_describe(value)}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{path}: must be a number of seconds, got {_describe(value)}")
+        else:
+            value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            problems.append(f"{path}: must be a string, got {_describe(value)}")
+    if len(problems) != bad:
+        return _BAD
+    low = meta.get("min")
+    if low is not None and value < low:
+        problems.append(f"{path}: must be at least {low:g}{meta.get('unit', '')}, got {value:g}")
+        return _BAD
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        problems.append(f"{path}: must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+                        f"{_suggest(str(value), choices)}")
+        return _BAD
+    check = meta.get("check")
+    if check is not None:
+        message = check(value)
+        if message:
+            problems.append(f"{path}: {message}")
+            return _BAD
+    return value
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else key
+
+
+def _suggest(word, candidates):
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(value):
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return repr(value)
+
+
+def to_table(obj):
+    """The TOML table for a config dataclass (inverse of ``build``); None values are left out."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            value = to_table(value)
+        elif isinstance(value, tuple):
+            value = [to_table(v) if dataclasses.is_dataclass(v) else v for v in value]
+        out[f.name] = value
+    return out

@@ -1,0 +1,33 @@
+"""Every error a user of phonehome can meet; each message says what happened and what to do."""
+
+
+class PhonehomeError(Exception):
+    """Base of all phonehome errors."""
+
+
+class ConfigError(PhonehomeError):
+    """The configuration is invalid; ``problems`` lists every error, each with its key path."""
+
+    def __init__(self, problems, *, source=""):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"invalid configuration{where} ({len(self.problems)} problem(s)):"]
+        lines += [f"  {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class DeliveryError(PhonehomeError):
+    """An alert channel could not deliver a message.
+
+    ``retryable`` says whether trying again later can help (a refused
+    connection can, a rejected recipient address cannot).
+    """
+
+    def __init__(self, message, *, retryable):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class SendError(PhonehomeError):
+    """A heartbeat could not be delivered to one target; the message says why."""
