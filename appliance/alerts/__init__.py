@@ -1,0 +1,1 @@
+"""Telling a person: message texts and the channels that carry them."""

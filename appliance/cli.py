@@ -1,0 +1,111 @@
+"""The ``phonehome`` command: agent, monitor, demo and config tools."""
+
+import argparse
+import logging
+import os
+import sys
+
+from appliance import __version__
+from appliance.config import DEFAULT_PATH, load_config
+from appliance.errors import ConfigError, PhonehomeError
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _setup_logging(args.verbose)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"phonehome: {exc}", file=sys.stderr)
+        print("Fix the file and try again; nothing was changed.", file=sys.stderr)
+        return EXIT_USAGE
+    except PhonehomeError as exc:
+        print(f"phonehome: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="phonehome", description="Home power- and Internet-outage monitor.")
+    parser.add_argument("--version", action="version", version=f"phonehome {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name, run, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(run=run)
+        return p
+
+    def with_config(p):
+        p.add_argument("--config", default=DEFAULT_PATH, metavar="FILE",
+                       help=f"the configuration file (default {DEFAULT_PATH})")
+        return p
+
+    with_config(command("agent", _agent, "Run on the Pi: send heartbeats (and run a monitor if [monitor] is set)."))
+    with_config(command("monitor", _monitor, "Run the monitor: receive heartbeats, alert when they stop."))
+    with_config(command("check-config", _check_config, "Validate the configuration file and report every problem."))
+    command("config-reference", _config_reference, "Print the configuration reference (Markdown).")
+    demo = command("demo", _demo, "Run a monitor and an agent on 127.0.0.1 and show an outage and its alerts.")
+    demo.add_argument("--dir", default="demo-data", help="where the demo keeps its config, data and outbox")
+    demo.add_argument("--scripted", action="store_true",
+                      help="run the outage on its own (the default when not on a terminal)")
+    return parser
+
+
+def _setup_logging(verbose):
+    # Under systemd the journal stamps each line itself.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, stream=sys.stderr)
+    for noisy in ("waitress", "urllib3", "apprise"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _agent(args):
+    from appliance.agent.role import AgentRole
+    from appliance.runtime import serve
+
+    config = load_config(args.config)
+    return serve(AgentRole(config, config_path=args.config), args.config)
+
+
+def _monitor(args):
+    from appliance.roles import MonitorRole
+    from appliance.runtime import serve
+
+    config = load_config(args.config)
+    return serve(MonitorRole(config), args.config)
+
+
+def _check_config(args):
+    config = load_config(args.config, missing_ok=False)
+    parts = []
+    if config.agent_configured:
+        parts.append(f"agent '{config.device.name}' with {len(config.heartbeat.targets)} target(s)")
+    else:
+        parts.append("agent not configured (no device name or no heartbeat targets)")
+    if config.monitor is not None:
+        parts.append(f"monitor with {len(config.monitor.devices)} device(s)")
+    print(f"{args.config}: ok: " + "; ".join(parts))
+    return EXIT_OK
+
+
+def _config_reference(args):
+    from appliance.config.reference import render_reference
+
+    sys.stdout.write(render_reference())
+    return EXIT_OK
+
+
+def _demo(args):
+    from appliance.demo import run_demo
+
+    scripted = args.scripted or not sys.stdin.isatty()
+    return run_demo(args.dir, scripted=scripted)

@@ -1,0 +1,1 @@
+"""The monitor: receives heartbeats, decides who is down, records events, sends alerts."""

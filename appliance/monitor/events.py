@@ -1,0 +1,50 @@
+"""Device states and the events that record every change of them.
+
+Transitions are data: the state machine emits an ``Event`` once per change
+(and once per reminder while a device stays down); the store, the alerts, the
+logs and the history page consume events and never re-derive state.
+"""
+
+import enum
+from dataclasses import dataclass
+
+
+class State(str, enum.Enum):
+    NEW = "new"    # never seen since it was added; never alerted
+    UP = "up"
+    DOWN = "down"
+
+
+class Kind(str, enum.Enum):
+    FIRST_SEEN = "first-seen"   # new -> up: no alert
+    DOWN = "down"               # up -> down: alert
+    REMINDER = "reminder"       # down -> down, every reminder_every_s: alert
+    UP = "up"                   # down -> up: alert with the outage's duration
+
+
+ALERTING = frozenset({Kind.DOWN, Kind.REMINDER, Kind.UP})
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change of a device's state (or one reminder), as stored and alerted.
+
+    Times are wall-clock epoch seconds (UTC) as the monitor saw them.
+    ``outage_s`` is the outage's length so far (REMINDER) or in all (UP).
+    """
+
+    device: str
+    kind: Kind
+    old: State
+    new: State
+    at: float
+    reason: str
+    last_heard_at: float | None = None
+    outage_started_at: float | None = None
+    outage_s: float | None = None
+    id: int | None = None
+
+    @property
+    def alerts(self):
+        """True when a person should be told about this event."""
+        return self.kind in ALERTING

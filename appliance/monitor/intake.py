@@ -1,0 +1,125 @@
+"""Validation of heartbeats arriving from outside: every field checked, the bad one named.
+
+Two forms are accepted at ``POST /api/v1/heartbeat``: the agent's JSON body,
+and a form-encoded body so that one crontab line with curl can phone home
+(``curl -d device=home -d sent_at=$(date +%s) …``). Fields beyond the known
+ones are ignored, so newer agents can talk to older monitors.
+"""
+
+import json
+import math
+import re
+from urllib.parse import parse_qsl
+
+MAX_BODY = 64 * 1024
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+MAX_FAILURE_WINDOWS = 100
+
+
+class BadHeartbeat(ValueError):
+    """A heartbeat body is malformed; ``field`` names the bad field."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+def parse_heartbeat(body, content_type, *, received_at):
+    """Parse and validate a heartbeat body (bytes); return a plain dict.
+
+    JSON needs ``device``, ``sent_at``, ``seq``, ``boot_id`` and ``uptime_s``;
+    the curl form needs only ``device`` (``sent_at`` defaults to
+    ``received_at``). Raises BadHeartbeat naming the first bad field.
+    """
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime == "application/x-www-form-urlencoded":
+        return _from_form(body, received_at)
+    if mime not in ("application/json", ""):
+        raise BadHeartbeat("", f"unsupported Content-Type {mime!r}; send application/json "
+                               "or application/x-www-form-urlencoded")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadHeartbeat("", f"body is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadHeartbeat("", "body must be a JSON object")
+    for field in ("device", "sent_at", "seq", "boot_id", "uptime_s"):
+        if field not in data:
+            raise BadHeartbeat(field, "required")
+    return _validated(data)
+
+
+def _from_form(body, received_at):
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise BadHeartbeat("", "form body is not UTF-8") from None
+    data = dict(pairs)
+    if "device" not in data:
+        raise BadHeartbeat("device", "required")
+    out = {"device": data["device"], "sent_at": received_at, "seq": 0, "boot_id": None, "uptime_s": None}
+    for field, convert in (("sent_at", float), ("seq", int), ("uptime_s", float)):
+        if data.get(field, "") != "":
+            try:
+                out[field] = convert(data[field])
+            except ValueError:
+                raise BadHeartbeat(field, f"must be a number, got {data[field][:40]!r}") from None
+    if data.get("boot_id"):
+        out["boot_id"] = data["boot_id"].strip()
+    return _validated(out)
+
+
+def _validated(data):
+    device = data["device"]
+    if not isinstance(device, str) or not _NAME.match(device):
+        raise BadHeartbeat("device", "must be the device's name as configured on the monitor "
+                                     "(letters, digits, '.', '_', '-')")
+    out = {"device": device}
+    out["sent_at"] = _number(data, "sent_at", low=0)
+    seq = data["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise BadHeartbeat("seq", f"must be a whole number >= 0, got {seq!r}")
+    out["seq"] = seq
+    boot_id = data["boot_id"]
+    if boot_id is not None and (not isinstance(boot_id, str) or not _BOOT_ID.match(boot_id)):
+        raise BadHeartbeat("boot_id", "must be the contents of /proc/sys/kernel/random/boot_id")
+    out["boot_id"] = boot_id
+    out["uptime_s"] = None if data["uptime_s"] is None else _number(data, "uptime_s", low=0)
+    if data.get("agent_started_at") is not None:
+        out["agent_started_at"] = _number(data, "agent_started_at", low=0)
+    if data.get("version") is not None:
+        version = data["version"]
+        if not isinstance(version, str) or len(version) > 32:
+            raise BadHeartbeat("version", "must be a string of at most 32 characters")
+        out["version"] = version
+    out["send_failures"] = _windows(data.get("send_failures", []))
+    return out
+
+
+def _windows(windows):
+    if not isinstance(windows, list) or len(windows) > MAX_FAILURE_WINDOWS:
+        raise BadHeartbeat("send_failures", f"must be a list of at most {MAX_FAILURE_WINDOWS} windows")
+    out = []
+    for i, w in enumerate(windows):
+        field = f"send_failures[{i}]"
+        if not isinstance(w, dict):
+            raise BadHeartbeat(field, 'must be an object {"from": epoch, "to": epoch, "failures": n}')
+        start = _number(w, "from", low=0, field=f"{field}.from")
+        end = _number(w, "to", low=start, field=f"{field}.to")
+        failures = w.get("failures", 0)
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+            raise BadHeartbeat(f"{field}.failures", "must be a whole number >= 0")
+        out.append({"from": start, "to": end, "failures": failures})
+    return out
+
+
+def _number(data, key, *, low, field=None):
+    value = data.get(key)
+    field = field or key
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadHeartbeat(field, f"must be a number, got {value!r}"[:120])
+    if value < low:
+        raise BadHeartbeat(field, f"must be at least {low:g}, got {value:g}")
+    return float(value)

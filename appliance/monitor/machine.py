@@ -1,0 +1,229 @@
+"""The monitor's decisions: who is up, who is down, when to remind. Pure.
+
+Every method takes the current time as a ``Now``; nothing here reads a clock,
+touches a socket or a file. Liveness is judged by the monitor's own receive
+time on the monotonic clock, never by the device's clock, so a Pi in the wrong
+time zone or with a drifting clock cannot cause a false alarm.
+
+Deadlines live in one heap with at most one live entry per device. A
+heartbeat only moves the device's deadline in its record; when the old heap
+entry comes due it is pushed again at the new deadline. So a heartbeat costs
+O(1), a due deadline O(log n), and detection time does not grow with the
+number of devices (no periodic scan of all of them).
+"""
+
+import heapq
+from dataclasses import dataclass
+
+from appliance.monitor.events import Event, Kind, State
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What the store remembers of a device across a monitor restart (wall-clock times)."""
+
+    state: State
+    last_heard_at: float | None = None
+    outage_started_at: float | None = None
+    last_alert_at: float | None = None
+
+
+class _Record:
+    __slots__ = ("config", "state", "heard_mono", "heard_wall", "outage_started_at", "last_alert_at",
+                 "deadline", "gen")
+
+    def __init__(self, config):
+        self.config = config
+        self.state = State.NEW
+        self.heard_mono = None
+        self.heard_wall = None
+        self.outage_started_at = None
+        self.last_alert_at = None
+        self.deadline = None  # monotonic; None while NEW (a new device is never alerted)
+        self.gen = 0
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """A read-only look at one device, for the API, metrics and logs."""
+
+    name: str
+    state: State
+    last_heard_at: float | None
+    outage_started_at: float | None
+    max_silence_s: float
+
+
+class Machine:
+    """The state of every monitored device.
+
+    ``started`` is when the monitor started: no device is declared down until
+    the monitor has run for that device's ``max_silence_s`` (startup grace),
+    because a monitor that was itself down must not declare everyone down.
+    """
+
+    def __init__(self, devices, *, started, restored=None):
+        self._started = started
+        self._records = {}
+        self._heap = []
+        self.reconfigure(devices, started, restored=restored or {})
+
+    # -- configuration -------------------------------------------------
+
+    def reconfigure(self, devices, now, *, restored=None):
+        """Apply a new device list without losing the state of devices that stay.
+
+        ``devices`` is an iterable of MonitoredDevice. New devices start in
+        ``restored`` state when given, else NEW. Returns nothing: a change of
+        config is not a change of any device's state.
+        """
+        restored = restored or {}
+        wanted = {d.name: d for d in devices}
+        for name in list(self._records):
+            if name not in wanted:
+                del self._records[name]  # its heap entry dies of a missing record
+        for name, config in wanted.items():
+            record = self._records.get(name)
+            if record is None:
+                record = self._records[name] = _Record(config)
+                if name in restored:
+                    self._restore(record, restored[name], now)
+            elif record.config != config:
+                record.config = config
+                self._reschedule(record, now)
+
+    def _restore(self, record, saved, now):
+        record.state = saved.state
+        record.heard_wall = saved.last_heard_at
+        record.outage_started_at = saved.outage_started_at
+        record.last_alert_at = saved.last_alert_at
+        self._reschedule(record, now)
+
+    def _grace_end(self, record):
+        return self._started.mono + record.config.max_silence_s
+
+    def _reschedule(self, record, now):
+        """Recompute the deadline from the record (after a restore or a config change)."""
+        if record.state is State.UP:
+            if record.heard_mono is not None:
+                deadline = record.heard_mono + record.config.max_silence_s
+            else:
+                deadline = now.mono
+            self._set_deadline(record, max(deadline, self._grace_end(record)))
+        elif record.state is State.DOWN:
+            every = record.config.reminder_every_s
+            if not every:
+                record.deadline = None
+                record.gen += 1
+                return
+            last = record.last_alert_at if record.last_alert_at is not None else now.wall
+            # The last reminder is known only on the wall clock (it survived a restart).
+            due = now.mono + max(0.0, min(every, last + every - now.wall))
+            self._set_deadline(record, max(due, self._grace_end(record)))
+
+    def _set_deadline(self, record, when):
+        record.deadline = when
+        record.gen += 1
+        heapq.heappush(self._heap, (when, record.gen, record.config.name))
+
+    # -- inputs --------------------------------------------------------
+
+    def heartbeat(self, name, now, *, heard_at=None):
+        """A heartbeat from ``name`` arrived; return the events it causes.
+
+        ``heard_at`` is the wall-clock time the heartbeat was made, when it is
+        known to be earlier than ``now`` (a line read from an access log);
+        by default it is ``now``. Raises KeyError for an unknown device.
+        """
+        record = self._records[name]
+        heard_wall = now.wall if heard_at is None else min(heard_at, now.wall)
+        heard_mono = now.mono - (now.wall - heard_wall)
+        if record.heard_wall is not None and heard_wall < record.heard_wall:
+            return []  # older than what we know: an access log read out of order
+        limit = record.config.max_silence_s
+        if heard_mono + limit <= now.mono:
+            record.heard_wall = heard_wall  # too old to mean the device is up now
+            return []
+        record.heard_mono, record.heard_wall = heard_mono, heard_wall
+        old = record.state
+        if old is State.UP:
+            record.deadline = heard_mono + limit  # the heap entry is pushed on when it comes due
+            return []
+        if old is State.NEW:
+            self._set_deadline(record, heard_mono + limit)
+            record.state = State.UP
+            return [Event(name, Kind.FIRST_SEEN, old, State.UP, now.wall, "first heartbeat received",
+                          last_heard_at=heard_wall)]
+        started = record.outage_started_at if record.outage_started_at is not None else heard_wall
+        outage_s = max(0.0, heard_wall - started)
+        record.state = State.UP
+        record.outage_started_at = None
+        record.last_alert_at = now.wall
+        self._set_deadline(record, heard_mono + limit)
+        return [Event(name, Kind.UP, old, State.UP, now.wall,
+                      f"heartbeat received again after {_short(outage_s)} of silence",
+                      last_heard_at=heard_wall, outage_started_at=started, outage_s=outage_s)]
+
+    def due(self, now):
+        """Fire every deadline that has passed; return the events, oldest deadline first."""
+        events = []
+        heap = self._heap
+        while heap and heap[0][0] <= now.mono:
+            when, gen, name = heapq.heappop(heap)
+            record = self._records.get(name)
+            if record is None or record.gen != gen or record.deadline is None:
+                continue  # superseded entry
+            if record.deadline > now.mono:
+                heapq.heappush(heap, (record.deadline, gen, name))  # moved on by heartbeats
+                continue
+            events.append(self._fire(record, now))
+        return events
+
+    def _fire(self, record, now):
+        name, config = record.config.name, record.config
+        heard = record.heard_wall
+        if record.state is State.UP:
+            record.state = State.DOWN
+            record.outage_started_at = heard if heard is not None else now.wall
+            record.last_alert_at = now.wall
+            self._reschedule(record, now)
+            silent = now.wall - record.outage_started_at
+            return Event(name, Kind.DOWN, State.UP, State.DOWN, now.wall,
+                         f"no heartbeat for {_short(silent)} (limit {_short(config.max_silence_s)})",
+                         last_heard_at=heard, outage_started_at=record.outage_started_at, outage_s=silent)
+        record.last_alert_at = now.wall
+        self._reschedule(record, now)
+        outage_s = now.wall - record.outage_started_at
+        return Event(name, Kind.REMINDER, State.DOWN, State.DOWN, now.wall,
+                     f"still no heartbeat after {_short(outage_s)}",
+                     last_heard_at=heard, outage_started_at=record.outage_started_at, outage_s=outage_s)
+
+    # -- outputs -------------------------------------------------------
+
+    def next_due(self):
+        """The monotonic time of the earliest heap entry, or None when nothing is scheduled."""
+        return self._heap[0][0] if self._heap else None
+
+    def view(self, name):
+        """A DeviceView of one device; raises KeyError for an unknown one."""
+        r = self._records[name]
+        return DeviceView(name, r.state, r.heard_wall, r.outage_started_at, r.config.max_silence_s)
+
+    def views(self):
+        """DeviceViews of all devices, in name order."""
+        return [self.view(n) for n in sorted(self._records)]
+
+    def __contains__(self, name):
+        return name in self._records
+
+    def __len__(self):
+        return len(self._records)
+
+
+def _short(seconds):
+    """A rough duration for reasons: '45 s', '12 min', '3.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,248 @@
+"""The monitor service: the state machine, its store, its alerts and its inputs, wired together.
+
+It runs one scheduler thread that sleeps until the next deadline (no periodic
+scan of all devices), one thread per alert channel, and, with an access log,
+one follower thread. The HTTP side calls ``receive``; it never waits for disk
+or for alerts.
+"""
+
+import hmac
+import logging
+import os
+import threading
+
+from appliance.alerts.channels import build_channels
+from appliance.clock import SystemClock
+from appliance.config.schema import Monitor
+from appliance.monitor.accesslog import AccessLogFollower
+from appliance.monitor.dispatch import Dispatcher
+from appliance.monitor.events import Kind
+from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
+from appliance.monitor.machine import Machine
+from appliance.monitor.store import Store
+
+log = logging.getLogger("phonehome.monitor")
+
+FLUSH_EVERY_S = 1.0
+ACCESS_LOG_POLL_S = 0.2
+DB_NAME = "monitor.sqlite3"
+# Compared against when the device is unknown, so the answer takes as long as for a known one.
+_NO_TOKEN = b"\0" * 32
+
+
+class Answer:
+    """What the HTTP layer sends back: a status code and a JSON-able body."""
+
+    __slots__ = ("status", "body")
+
+    def __init__(self, status, body):
+        self.status, self.body = status, body
+
+
+class MonitorService:
+    """Receives heartbeats, fires deadlines, records events and queues alerts."""
+
+    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0):
+        self._clock = clock or SystemClock()
+        self.config = config
+        settings = config.monitor or Monitor()
+        self.store = Store(os.path.join(config.data_dir, DB_NAME))
+        now = self._clock.now()
+        self._lock = threading.Lock()
+        self._tokens = {d.name: d.token.encode() for d in settings.devices}
+        self.machine = Machine(settings.devices, started=now, restored=self.store.restored())
+        self._beats = self.store.last_beats()
+        self._dirty = {}
+        self._outages = self.store.outage_counts()
+        self.received_total = 0
+        self._sleep_until = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads = []
+        self._next_flush = None
+        if channels is None:
+            channels = build_channels(config.alerts)
+        self.dispatcher = Dispatcher(self.store, channels, clock=self._clock,
+                                     give_up_after_s=config.alerts.give_up_after_s, retry_first_s=retry_first_s)
+        self._follower = None
+        if settings.access_log:
+            self._follower = AccessLogFollower(settings.access_log, _magics(settings), self._heard_in_log)
+        if not settings.devices:
+            log.warning("monitor has no devices: add [[monitor.devices]] to the config and reload")
+
+    # -- inputs --------------------------------------------------------
+
+    def receive(self, body, content_type, authorization):
+        """Handle one heartbeat request; return an Answer (200, 400 or 401).
+
+        A bad or unauthorised heartbeat changes no state.
+        """
+        now = self._clock.now()
+        try:
+            beat = parse_heartbeat(body, content_type, received_at=now.wall)
+        except BadHeartbeat as exc:
+            return Answer(400, {"ok": False, "error": str(exc), "field": exc.field})
+        scheme, _, token = (authorization or "").partition(" ")
+        expected = self._tokens.get(beat["device"])
+        valid = hmac.compare_digest(token.strip().encode(), expected or _NO_TOKEN)
+        if scheme.lower() != "bearer" or expected is None or not expected or not valid:
+            return Answer(401, {"ok": False, "error": "unknown device or wrong token: check that the device's "
+                                                      "name and token match [[monitor.devices]]"})
+        with self._lock:
+            self.received_total += 1
+            events = self.machine.heartbeat(beat["device"], now)
+            beat["received_at"] = now.wall
+            self._beats[beat["device"]] = beat
+            self._dirty[beat["device"]] = (now.wall, beat)
+            state = self.machine.view(beat["device"]).state.value
+            if events:
+                self._record(events)
+            self._nudge()
+        return Answer(200, {"ok": True, "received_at": now.wall, "state": state})
+
+    def _heard_in_log(self, name, line_epoch):
+        now = self._clock.now()
+        with self._lock:
+            if name not in self.machine:
+                return
+            self.received_total += 1
+            events = self.machine.heartbeat(name, now, heard_at=line_epoch)
+            if events:
+                self._record(events)
+            self._nudge()
+
+    def _nudge(self):
+        """Wake the scheduler when a deadline now comes before the time it sleeps until."""
+        due = self.machine.next_due()
+        if due is not None and (self._sleep_until is None or due < self._sleep_until):
+            self._wake.set()
+        if self._dirty and self._next_flush is None:
+            self._wake.set()
+
+    # -- the scheduler -------------------------------------------------
+
+    def tick(self, now):
+        """Fire due deadlines and flush heartbeats; return seconds until there is work again."""
+        with self._lock:
+            events = self.machine.due(now)
+            if events:
+                self._record(events)
+            if self._dirty and (self._next_flush is None or now.mono >= self._next_flush):
+                self.flush()
+                self._next_flush = None
+            if self._dirty and self._next_flush is None:
+                self._next_flush = now.mono + FLUSH_EVERY_S
+            due = self.machine.next_due()
+            waits = [60.0]
+            if due is not None:
+                waits.append(due - now.mono)
+            if self._next_flush is not None:
+                waits.append(self._next_flush - now.mono)
+            delay = max(0.0, min(waits))
+            self._sleep_until = now.mono + delay
+        return delay
+
+    def flush(self):
+        """Write the heartbeats received since the last flush (call with the lock held or at stop)."""
+        dirty, self._dirty = self._dirty, {}
+        self.store.save_heartbeats((name, heard, beat) for name, (heard, beat) in dirty.items())
+
+    def _record(self, events):
+        stored = self.store.record(events, self.dispatcher.channel_names)
+        for e in stored:
+            if e.kind is Kind.DOWN:
+                self._outages[e.device] = self._outages.get(e.device, 0) + 1
+            if e.kind is Kind.REMINDER:
+                log.info("%s: still down (%s); reminding", e.device, e.reason)
+            else:
+                log.info("%s: %s -> %s (%s)", e.device, e.old.value, e.new.value, e.reason)
+        if any(e.alerts for e in stored):
+            self.dispatcher.wake()
+
+    # -- life cycle ----------------------------------------------------
+
+    def start(self):
+        """Start the scheduler, the alert workers and the access-log follower."""
+        self.dispatcher.start()
+        self._spawn("monitor-deadlines", self._run)
+        if self._follower is not None:
+            self._spawn("monitor-accesslog", self._follow)
+
+    def _spawn(self, name, target):
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _run(self):
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                delay = self.tick(self._clock.now())
+            except Exception:  # keep judging devices even if one write failed; say so once per failure
+                log.exception("monitor scheduler step failed; retrying in 1 s")
+                delay = 1.0
+            self._wake.wait(delay)
+
+    def _follow(self):
+        while not self._stopping.is_set():
+            try:
+                self._follower.poll()
+            except Exception:
+                log.exception("reading the access log failed; retrying in 5 s")
+                self._stopping.wait(5.0)
+            self._stopping.wait(ACCESS_LOG_POLL_S)
+
+    def stop(self):
+        """Stop every thread, write what is pending and close the store. Idempotent."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.dispatcher.stop()
+        with self._lock:
+            self.flush()
+        self.store.close()
+
+    def reload(self, config):
+        """Apply a new config without losing any device's state."""
+        settings = config.monitor or Monitor()
+        now = self._clock.now()
+        with self._lock:
+            self.config = config
+            self._tokens = {d.name: d.token.encode() for d in settings.devices}
+            self.machine.reconfigure(settings.devices, now, restored=self.store.restored())
+            self._nudge()
+        self.dispatcher.configure(build_channels(config.alerts), give_up_after_s=config.alerts.give_up_after_s)
+        if self._follower is not None:
+            self._follower.update_magics(_magics(settings))
+        elif settings.access_log:
+            log.warning("monitor.access_log was added; restart the monitor to start following it")
+        log.info("monitor config reloaded: %d device(s)", len(settings.devices))
+
+    # -- views ---------------------------------------------------------
+
+    def devices(self, now=None):
+        """Every device as a dict for the JSON API (no secrets)."""
+        now = now or self._clock.now()
+        out = []
+        with self._lock:
+            for v in self.machine.views():
+                beat = self._beats.get(v.name) or {}
+                out.append({
+                    "name": v.name,
+                    "state": v.state.value,
+                    "last_heard_at": v.last_heard_at,
+                    "seconds_since_heartbeat": None if v.last_heard_at is None else max(0.0, now.wall - v.last_heard_at),
+                    "max_silence_s": v.max_silence_s,
+                    "outage_started_at": v.outage_started_at,
+                    "outages_total": self._outages.get(v.name, 0),
+                    "last_heartbeat": {k: beat.get(k) for k in ("seq", "sent_at", "boot_id", "uptime_s", "version",
+                                                                "agent_started_at")} if beat else None,
+                })
+        return out
+
+
+def _magics(settings):
+    return {d.magic: d.name for d in settings.devices if d.magic}

@@ -1,0 +1,279 @@
+"""The monitor's memory: devices, events, outages and alert deliveries in SQLite (WAL).
+
+An event, the outage it opens or closes, the device's new state and one
+delivery row per alert channel are written in one transaction, so a monitor
+killed at any moment either knows about a transition and will alert it, or
+never saw it. Last-heartbeat times are written behind, at most once a second
+in one batch, because losing a second of them costs nothing (the startup
+grace covers it) and writing each one would cap ingestion at the disk's speed.
+"""
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+
+from appliance.monitor.events import Event, Kind, State
+from appliance.monitor.machine import Restored
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    last_heard_at REAL,
+    outage_id INTEGER,
+    last_alert_at REAL,
+    last_beat TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    old TEXT NOT NULL,
+    new TEXT NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    last_heard_at REAL,
+    outage_started_at REAL,
+    outage_s REAL
+);
+CREATE INDEX IF NOT EXISTS events_device ON events(device, id);
+CREATE TABLE IF NOT EXISTS outages (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    detected_at REAL NOT NULL,
+    ended_at REAL,
+    duration_s REAL
+);
+CREATE INDEX IF NOT EXISTS outages_device ON outages(device, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_try_at REAL NOT NULL,
+    done_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, status, id);
+"""
+
+
+class Store:
+    """One SQLite database; every method is safe to call from any thread."""
+
+    def __init__(self, path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a power cut without corruption; the last
+        # commits may be lost, which the delivery rows' at-least-once rule covers.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+    def _tx(self):
+        return _Transaction(self._db, self._lock)
+
+    # -- device state --------------------------------------------------
+
+    def restored(self):
+        """{name: Restored} for every device the store knows."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.name, d.state, d.last_heard_at, o.started_at, d.last_alert_at "
+                "FROM devices d LEFT JOIN outages o ON o.id = d.outage_id").fetchall()
+        return {name: Restored(State(state), heard, started, alert) for name, state, heard, started, alert in rows}
+
+    def record(self, events, channels):
+        """Store events with their outages and device states; queue a delivery per channel.
+
+        ``channels`` are the names of the alert channels in force. Returns the
+        events with their ``id`` set.
+        """
+        stored = []
+        with self._tx() as db:
+            for e in events:
+                cur = db.execute(
+                    "INSERT INTO events (device, kind, old, new, at, reason, last_heard_at, "
+                    "outage_started_at, outage_s) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (e.device, e.kind.value, e.old.value, e.new.value, e.at, e.reason, e.last_heard_at,
+                     e.outage_started_at, e.outage_s))
+                event_id = cur.lastrowid
+                db.execute("INSERT OR IGNORE INTO devices (name, state) VALUES (?, ?)", (e.device, e.old.value))
+                if e.kind is Kind.DOWN:
+                    outage = db.execute(
+                        "INSERT INTO outages (device, started_at, detected_at) VALUES (?,?,?)",
+                        (e.device, e.outage_started_at, e.at)).lastrowid
+                    db.execute("UPDATE devices SET outage_id=? WHERE name=?", (outage, e.device))
+                elif e.kind is Kind.UP:
+                    db.execute(
+                        "UPDATE outages SET ended_at=?, duration_s=? WHERE id="
+                        "(SELECT outage_id FROM devices WHERE name=?)", (e.last_heard_at, e.outage_s, e.device))
+                    db.execute("UPDATE devices SET outage_id=NULL WHERE name=?", (e.device,))
+                db.execute("UPDATE devices SET state=?, last_heard_at=COALESCE(?, last_heard_at), "
+                           "last_alert_at=CASE WHEN ? THEN ? ELSE last_alert_at END WHERE name=?",
+                           (e.new.value, e.last_heard_at, e.alerts, e.at, e.device))
+                if e.alerts:
+                    db.executemany(
+                        "INSERT INTO deliveries (event_id, channel, created_at, next_try_at) VALUES (?,?,?,?)",
+                        [(event_id, ch, e.at, e.at) for ch in channels])
+                stored.append(dataclasses.replace(e, id=event_id))
+        return stored
+
+    def save_heartbeats(self, beats):
+        """Write behind the last heartbeat of devices: an iterable of (name, heard_at, beat_dict)."""
+        rows = [(name, heard, json.dumps(beat, separators=(",", ":"))) for name, heard, beat in beats]
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO devices (name, state, last_heard_at, last_beat) VALUES (?, 'up', ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET last_heard_at=excluded.last_heard_at, last_beat=excluded.last_beat",
+                rows)
+
+    def last_beats(self):
+        """{name: last stored heartbeat dict} for the API after a restart."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, last_beat FROM devices WHERE last_beat IS NOT NULL").fetchall()
+        return {name: json.loads(beat) for name, beat in rows}
+
+    # -- history -------------------------------------------------------
+
+    def events(self, *, device=None, limit=100):
+        """The newest events first, optionally of one device."""
+        sql = "SELECT id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s FROM events"
+        args = ()
+        if device is not None:
+            sql += " WHERE device=?"
+            args = (device,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, args + (limit,)).fetchall()
+        return [_event(row) for row in rows]
+
+    def event(self, event_id):
+        """One event by id; raises KeyError when there is none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s "
+                "FROM events WHERE id=?", (event_id,)).fetchone()
+        if row is None:
+            raise KeyError(event_id)
+        return _event(row)
+
+    def outages(self, *, device=None, limit=100):
+        """Outages, newest first, as dicts (ended_at and duration_s are None while it lasts)."""
+        sql = "SELECT id, device, started_at, detected_at, ended_at, duration_s FROM outages"
+        args = ()
+        if device is not None:
+            sql += " WHERE device=?"
+            args = (device,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, args + (limit,)).fetchall()
+        keys = ("id", "device", "started_at", "detected_at", "ended_at", "duration_s")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def outage_counts(self):
+        """{device: number of outages ever recorded}."""
+        with self._lock:
+            return dict(self._db.execute("SELECT device, COUNT(*) FROM outages GROUP BY device").fetchall())
+
+    # -- alert deliveries ----------------------------------------------
+
+    def due_deliveries(self, channel, now_wall, *, limit=20):
+        """Pending deliveries of ``channel`` in event order, up to the first one not yet due.
+
+        Order matters: a person must never get UP before the DOWN it ends, so a
+        delivery waiting for a retry holds back the ones behind it.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, event_id, attempts, created_at, next_try_at FROM deliveries "
+                "WHERE channel=? AND status='pending' ORDER BY id LIMIT ?", (channel, limit)).fetchall()
+        due = []
+        for row in rows:
+            if row[4] > now_wall:
+                break
+            due.append(Delivery(*row[:4]))
+        return due
+
+    def next_delivery_at(self, channel):
+        """Wall time the oldest pending delivery of ``channel`` is due, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT next_try_at FROM deliveries WHERE channel=? AND status='pending' ORDER BY id LIMIT 1",
+                (channel,)).fetchone()
+        return row[0] if row else None
+
+    def delivered(self, delivery_id, at):
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET status='sent', done_at=?, attempts=attempts+1, last_error=NULL "
+                       "WHERE id=?", (at, delivery_id))
+
+    def retry_later(self, delivery_id, next_try_at, error):
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET attempts=attempts+1, next_try_at=?, last_error=? WHERE id=?",
+                       (next_try_at, error, delivery_id))
+
+    def given_up(self, delivery_id, at, error):
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET status='failed', done_at=?, attempts=attempts+1, last_error=? "
+                       "WHERE id=?", (at, error, delivery_id))
+
+    def deliveries(self, *, event_id=None):
+        """Delivery rows as dicts, for the history page and tests."""
+        sql = "SELECT id, event_id, channel, status, attempts, created_at, next_try_at, done_at, last_error " \
+              "FROM deliveries"
+        args = ()
+        if event_id is not None:
+            sql += " WHERE event_id=?"
+            args = (event_id,)
+        keys = ("id", "event_id", "channel", "status", "attempts", "created_at", "next_try_at", "done_at",
+                "last_error")
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [dict(zip(keys, row)) for row in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One alert to send on one channel; ``created_at`` is wall-clock epoch seconds."""
+
+    id: int
+    event_id: int
+    attempts: int
+    created_at: float
+
+
+class _Transaction:
+    def __init__(self, db, lock):
+        self._db, self._lock = db, lock
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
+        return False
+
+
+def _event(row):
+    id_, device, kind, old, new, at, reason, heard, started, outage_s = row
+    return Event(device, Kind(kind), State(old), State(new), at, reason, heard, started, outage_s, id_)

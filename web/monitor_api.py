@@ -1,0 +1,30 @@
+"""The monitor's HTTP API: heartbeats in, device states and metrics out."""
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from appliance.monitor.metrics import render_metrics
+
+bp = Blueprint("monitor_api", __name__)
+
+
+def _service():
+    return current_app.extensions["phonehome.monitor"]
+
+
+@bp.post("/api/v1/heartbeat")
+def heartbeat():
+    answer = _service().receive(request.get_data(cache=False), request.content_type,
+                                request.headers.get("Authorization"))
+    return jsonify(answer.body), answer.status
+
+
+@bp.get("/api/v1/devices")
+def devices():
+    return jsonify(devices=_service().devices())
+
+
+@bp.get("/metrics")
+def metrics():
+    service = _service()
+    text = render_metrics(service.devices(), received_total=service.received_total)
+    return Response(text, mimetype="text/plain; version=0.0.4")
