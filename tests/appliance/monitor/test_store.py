@@ -1,0 +1,81 @@
+"""The monitor's SQLite store, on real files: what is written survives a reopen."""
+
+import sqlite3
+
+import pytest
+
+from appliance.monitor.events import Event, Kind, State
+from appliance.monitor.store import Store
+
+T = 1_700_000_000.0
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return str(tmp_path / "data" / "monitor.sqlite3")
+
+
+def down(at=T + 300):
+    return Event("home", Kind.DOWN, State.UP, State.DOWN, at, "no heartbeat for 5 min", last_heard_at=T,
+                 outage_started_at=T, outage_s=300.0)
+
+
+def up(at=T + 3000):
+    return Event("home", Kind.UP, State.DOWN, State.UP, at, "back", last_heard_at=at, outage_started_at=T,
+                 outage_s=at - T)
+
+
+def test_store_uses_wal(db_path):
+    Store(db_path).close()
+    assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_event_outage_state_and_deliveries_written_together_and_survive_reopen(db_path):
+    s = Store(db_path)
+    first = Event("home", Kind.FIRST_SEEN, State.NEW, State.UP, T, "first", last_heard_at=T)
+    stored = s.record([first, down()], ["email", "outbox"])
+    assert [e.id for e in stored] == [1, 2]
+    s.close()
+    s = Store(db_path)
+    r = s.restored()["home"]
+    assert r.state is State.DOWN and r.outage_started_at == T and r.last_alert_at == T + 300
+    assert [d["channel"] for d in s.deliveries()] == ["email", "outbox"]  # none for first-seen
+    assert s.outages()[0]["ended_at"] is None
+    s.record([up()], ["email"])
+    o = s.outages()[0]
+    assert o["ended_at"] == T + 3000 and o["duration_s"] == 3000
+    assert s.restored()["home"].state is State.UP and s.restored()["home"].outage_started_at is None
+    assert [e.kind for e in s.events()] == [Kind.UP, Kind.DOWN, Kind.FIRST_SEEN]
+    assert s.outage_counts() == {"home": 1}
+
+
+def test_deliveries_come_in_order_and_a_waiting_retry_holds_back_later_ones(db_path):
+    s = Store(db_path)
+    s.record([down()], ["email"])
+    s.record([up()], ["email"])
+    due = s.due_deliveries("email", T + 4000)
+    assert [d.event_id for d in due] == [1, 2]
+    s.retry_later(due[0].id, T + 5000, "connection refused")
+    assert s.due_deliveries("email", T + 4000) == []
+    assert s.next_delivery_at("email") == T + 5000
+    s.delivered(due[0].id, T + 5000)
+    s.given_up(due[1].id, T + 5000, "550 no such user")
+    assert [(d["status"], d["attempts"]) for d in s.deliveries()] == [("sent", 2), ("failed", 1)]
+    assert s.next_delivery_at("email") is None
+
+
+def test_heartbeats_written_behind_are_read_back(db_path):
+    s = Store(db_path)
+    s.save_heartbeats([("home", T, {"seq": 7, "boot_id": "b"}), ("cabin", T + 1, {"seq": 1})])
+    s.close()
+    s = Store(db_path)
+    assert s.last_beats() == {"home": {"seq": 7, "boot_id": "b"}, "cabin": {"seq": 1}}
+    assert s.restored()["home"].last_heard_at == T
+
+
+def test_a_failed_transaction_leaves_nothing_behind(db_path):
+    s = Store(db_path)
+    bad = Event("home", Kind.DOWN, State.UP, State.DOWN, T, "x", outage_started_at=None)  # started_at NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        s.record([down(), bad], ["email"])
+    assert s.events() == [] and s.deliveries() == [] and s.outages() == []
