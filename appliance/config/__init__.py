@@ -1,6 +1,5 @@
 """Reading, validating and writing the one configuration file (TOML)."""
 
-import dataclasses
 import os
 import tomllib
 
@@ -10,7 +9,7 @@ from appliance.atomic import write_atomic
 from appliance.config.schema import (  # noqa: F401  (re-exported)
     Alerts, Config, Device, Email, Heartbeat, Monitor, MonitoredDevice, Target,
 )
-from appliance.config.validate import build, to_table
+from appliance.config.validate import build, resolve_paths, to_table
 from appliance.errors import ConfigError
 
 DEFAULT_PATH = "/etc/phonehome/phonehome.toml"
@@ -19,7 +18,7 @@ DEFAULT_PATH = "/etc/phonehome/phonehome.toml"
 def parse_config(text, *, source="", base_dir=None):
     """Parse and validate TOML text; return a Config.
 
-    Relative ``data_dir`` and file paths are taken relative to ``base_dir``.
+    Relative file and directory names are taken relative to ``base_dir``.
     Raises ConfigError listing every problem with its key path.
     """
     try:
@@ -35,9 +34,7 @@ def config_from_table(table, *, source="", base_dir=None):
     config = build(Config, table, "", problems)
     if problems:
         raise ConfigError(problems, source=source)
-    if base_dir and not os.path.isabs(config.data_dir):
-        config = dataclasses.replace(config, data_dir=os.path.normpath(os.path.join(base_dir, config.data_dir)))
-    return config
+    return resolve_paths(config, base_dir) if base_dir else config
 
 
 def load_config(path, *, missing_ok=True):

@@ -1,7 +1,8 @@
 """The one configuration schema: a tree of frozen dataclasses.
 
 The config file, the command line and (later) the web forms all go through
-it. Field docs here are the config reference the README prints.
+it. Field docs here are the config reference the README prints. Relative
+file and directory names are taken relative to the config file's directory.
 """
 
 import re
@@ -135,7 +136,8 @@ class Monitor:
     """The monitor: receives heartbeats and decides who is down."""
 
     listen: str = setting("127.0.0.1:8081", doc="HOST:PORT the monitor's HTTP API listens on", check=check_listen)
-    access_log: str = setting("", doc="an Apache/nginx access log (combined format) to follow for 'magic' strings")
+    access_log: str = setting("", doc="an Apache/nginx access log (combined format) to follow for 'magic' strings",
+                         path=True)
     devices: tuple[MonitoredDevice, ...] = setting((), doc="the [[monitor.devices]] to watch")
 
     def problems(self):
@@ -161,7 +163,8 @@ class Email:
     smtp_port: int = setting(587, doc="the SMTP server's port", check=check_port)
     security: str = setting("starttls", doc="starttls, ssl (implicit TLS, port 465) or none", choices=SECURITY_MODES)
     username: str = setting("", doc="SMTP login name (needs password_file)")
-    password_file: str = setting("", doc="file holding the SMTP password, so the config holds no secret")
+    password_file: str = setting("", doc="file holding the SMTP password, so the config holds no secret",
+                                path=True)
     timeout_s: float = setting(30.0, doc="longest one SMTP conversation may take", min=MIN_INTERVAL_S, unit=" s")
 
     def problems(self):
@@ -178,7 +181,8 @@ class Alerts:
     urls: tuple[str, ...] = setting((), doc="Apprise URLs (ntfy://, pover://, tgram://, json://, …)",
                                     check=check_apprise_url)
     email: Email | None = setting(None, doc="the [alerts.email] table; leave it out for no e-mail")
-    outbox_dir: str = setting("", doc="also write every alert as an .eml file here and print it")
+    outbox_dir: str = setting("", doc="also write every alert as an .eml file here and print it",
+                              path=True)
     give_up_after_s: float = setting(86400.0, doc="keep retrying an undelivered alert this long",
                                      min=MIN_INTERVAL_S, unit=" s")
 
@@ -187,7 +191,7 @@ class Alerts:
 class Config:
     """The whole configuration file."""
 
-    data_dir: str = setting("/var/lib/phonehome", doc="where state and history live (relative: to the config file)")
+    data_dir: str = setting("/var/lib/phonehome", doc="where state and history live", path=True)
     device: Device = setting(doc="this appliance ([device] table)", factory=Device)
     heartbeat: Heartbeat = setting(doc="the [heartbeat] table", factory=Heartbeat)
     monitor: Monitor | None = setting(None, doc="the [monitor] table; an agent with one also runs a monitor")

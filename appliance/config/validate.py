@@ -10,17 +10,20 @@ mean" hint. Checks that involve several fields live on the dataclass itself as
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 
 
-def setting(default=dataclasses.MISSING, *, doc, factory=None, check=None, min=None, choices=None, unit=""):
+def setting(default=dataclasses.MISSING, *, doc, factory=None, check=None, min=None, choices=None, unit="",
+            path=False):
     """A config field with its documentation and its checks.
 
     ``check(value)`` returns an error message or None; ``min`` is the smallest
-    accepted number; ``choices`` the accepted strings.
+    accepted number; ``choices`` the accepted strings; ``path`` marks a file
+    or directory name that is taken relative to the config file's directory.
     """
-    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit}
+    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit, "path": path}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -137,6 +140,18 @@ def _describe(value):
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:37] + "...")
     return repr(value)
+
+
+def resolve_paths(obj, base_dir):
+    """A copy of ``obj`` whose relative ``path`` fields are joined to ``base_dir``."""
+    changes = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("path") and value and not os.path.isabs(value):
+            changes[f.name] = os.path.normpath(os.path.join(base_dir, value))
+        elif dataclasses.is_dataclass(value):
+            changes[f.name] = resolve_paths(value, base_dir)
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def to_table(obj):
