@@ -5,6 +5,7 @@ it. Field docs here are the config reference the README prints. Relative
 file and directory names are taken relative to the config file's directory.
 """
 
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -50,8 +51,17 @@ def check_email(value):
 def check_apprise_url(value):
     import apprise  # imported here: only configs with Apprise URLs pay for it
 
-    if apprise.Apprise.instantiate(value) is None:
-        return (f"is not an Apprise URL that phonehome can use, got {value!r} "
+    # Apprise logs a URL it cannot parse in full, token included: keep that out of the logs.
+    logger = logging.getLogger("apprise")
+    was, logger.disabled = logger.disabled, True
+    try:
+        plugin = apprise.Apprise.instantiate(value)
+    finally:
+        logger.disabled = was
+    if plugin is None:
+        scheme = value.split("://", 1)[0] if "://" in value else value[:12]
+        # The URL itself is not repeated: it usually holds a token.
+        return (f"is not an Apprise URL that phonehome can use (it starts {scheme!r}) "
                 f"(see https://github.com/caronc/apprise/wiki for the formats, e.g. 'ntfy://my-topic')")
     return None
 

@@ -11,15 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from appliance.alerts.messages import compose
 from appliance.config.schema import Email
 from appliance.monitor.events import Event, Kind, State
 
 NEW_YORK = ZoneInfo("America/New_York")
-USER, PASSWORD = "alerts@example.com", "correct horse"
 
 
 def at(text, tz=NEW_YORK):
@@ -69,13 +66,6 @@ def alert():
     return lambda kind, device="home": compose(_event(kind, device), tz=NEW_YORK)
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on (aiosmtpd cannot bind port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _email_config(port, **overrides):
     options = dict(smtp_host="127.0.0.1", smtp_port=port, sender="phonehome@example.com",
                    to=("me@example.com",), security="none", timeout_s=5.0)
@@ -89,55 +79,8 @@ def email_config():
     return _email_config
 
 
-class Sink:
-    """aiosmtpd handler that keeps every message; ``refuse`` maps addresses to RCPT replies."""
-
-    def __init__(self, refuse=None):
-        self.envelopes = []
-        self.refuse = refuse or {}
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-def _authenticator(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode() \
-        and auth_data.password == PASSWORD.encode()
-    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
-
-
 @pytest.fixture
-def smtp_server():
-    """Factory: ``smtp_server(refuse={address: reply}, auth=False, **aiosmtpd options) -> (sink, port)``.
-
-    ``sink.envelopes`` holds what arrived; ``auth=True`` requires USER/PASSWORD
-    (over plain text too). Servers stop after the test.
-    """
-    controllers = []
-
-    def start(*, refuse=None, auth=False, **kwargs):
-        sink = Sink(refuse)
-        if auth:
-            kwargs.update(authenticator=_authenticator, auth_require_tls=False)
-        controller = Controller(sink, hostname="127.0.0.1", port=free_port(), **kwargs)
-        controller.start()
-        controllers.append(controller)
-        return sink, controller.port
-
-    yield start
-    for controller in controllers:
-        controller.stop()
-
-
-@pytest.fixture
-def closed_port():
+def closed_port(free_port):
     """A port on 127.0.0.1 where connections are refused."""
     return free_port()
 
@@ -233,9 +176,3 @@ def http_server():
     server.shutdown()
     server.server_close()
     thread.join(2)
-
-
-@pytest.fixture
-def smtp_login():
-    """(username, password) that ``smtp_server(auth=True)`` accepts."""
-    return USER, PASSWORD

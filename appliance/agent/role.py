@@ -1,0 +1,90 @@
+"""The agent role: heartbeats, plus a monitor inside when the config has a [monitor] table.
+
+It starts with an empty or missing config, as on a new appliance's first
+boot: it says "not configured" once and waits for settings; the runtime
+re-applies the config whenever the file changes.
+"""
+
+import logging
+import os
+
+from appliance.clock import SystemClock
+from appliance.roles import MonitorRole
+
+log = logging.getLogger("phonehome.agent")
+
+
+class AgentRole:
+    """Runs what the config asks for and swaps parts when the config changes."""
+
+    def __init__(self, config, *, config_path="", clock=None):
+        self._config = config
+        self._config_path = config_path
+        self._clock = clock or SystemClock()
+        self.sender = None
+        self.monitor = None
+        self.paused = False
+
+    def start(self):
+        self._apply_monitor(self._config)
+        self._apply_sender(self._config)
+        return self
+
+    def apply(self, config):
+        old, self._config = self._config, config
+        if (old.monitor is None) != (config.monitor is None) or old.data_dir != config.data_dir:
+            self._stop_monitor()
+        self._apply_monitor(config)
+        if (old.device, old.heartbeat, old.data_dir) != (config.device, config.heartbeat, config.data_dir):
+            self._stop_sender()
+            self._apply_sender(config)
+
+    def _apply_monitor(self, config):
+        if config.monitor is None:
+            return
+        if self.monitor is None:
+            self.monitor = MonitorRole(config, clock=self._clock).start()
+        else:
+            self.monitor.apply(config)
+
+    def _apply_sender(self, config):
+        from appliance.agent.heartbeats import HeartbeatSender
+
+        if not config.agent_configured:
+            if config.monitor is None:
+                where = self._config_path or "the config file"
+                log.warning("not configured: set [device] name and at least one [[heartbeat.targets]] in %s; "
+                            "waiting for settings", where)
+            return
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.sender = HeartbeatSender(config, clock=self._clock, data_dir=config.data_dir)
+        if self.paused:
+            self.sender.pause()
+        self.sender.start()
+        log.info("agent '%s' phoning home every %g s to %s", config.device.name, config.heartbeat.interval_s,
+                 ", ".join(t.label for t in config.heartbeat.targets))
+
+    def pause(self):
+        """Stop sending heartbeats (the demo's simulated outage) until resume()."""
+        self.paused = True
+        if self.sender is not None:
+            self.sender.pause()
+
+    def resume(self):
+        self.paused = False
+        if self.sender is not None:
+            self.sender.resume()
+
+    def _stop_sender(self):
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender = None
+
+    def _stop_monitor(self):
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+
+    def stop(self):
+        self._stop_sender()
+        self._stop_monitor()

@@ -1,0 +1,247 @@
+"""The whole spine with real processes: `phonehome monitor` and `phonehome agent` over loopback,
+alerts to a real SMTP sink. Intervals are sub-second so the suite stays quick."""
+
+import email
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-token-0123456789"
+SILENCE_S = 1.0
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def monitor_config(tmp_path, smtp_sink, free_port):
+    port = free_port()
+    text = f"""
+data_dir = "{tmp_path / 'monitor-data'}"
+[monitor]
+listen = "127.0.0.1:{port}"
+[[monitor.devices]]
+name = "home"
+token = "{TOKEN}"
+max_silence_s = {SILENCE_S}
+reminder_every_s = 0
+[alerts.email]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_sink.port}
+security = "none"
+sender = "phonehome@example.com"
+to = ["me@example.com"]
+"""
+    return write(tmp_path / "monitor.toml", text), port
+
+
+@pytest.fixture
+def agent_config(tmp_path, monitor_config):
+    _, port = monitor_config
+    text = f"""
+data_dir = "{tmp_path / 'agent-data'}"
+[device]
+name = "home"
+[heartbeat]
+interval_s = 0.2
+timeout_s = 0.2
+[[heartbeat.targets]]
+url = "http://127.0.0.1:{port}/api/v1/heartbeat"
+token = "{TOKEN}"
+"""
+    return write(tmp_path / "agent.toml", text)
+
+
+class Proc:
+    """A phonehome process whose output goes to a file the test can show when it fails."""
+
+    def __init__(self, role, config, tmp_path):
+        self.log_path = tmp_path / f"{role}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.p = subprocess.Popen([sys.executable, "-m", "appliance", role, "--config", config],
+                                  stdout=self._log, stderr=subprocess.STDOUT)
+
+    def kill(self, sig=signal.SIGKILL):
+        self.p.send_signal(sig)
+        self.p.wait(timeout=10)
+        self._log.close()
+
+    @property
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def procs(tmp_path):
+    started = []
+
+    def start(role, config):
+        proc = Proc(role, config, tmp_path)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.p.poll() is None:
+            proc.kill()
+
+
+def wait_until(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def device(port, name="home"):
+    try:
+        r = requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=1)
+    except requests.ConnectionError:
+        return None
+    return {d["name"]: d for d in r.json()["devices"]}.get(name)
+
+
+def device_state(port):
+    d = device(port)
+    return d and d["state"]
+
+
+def subjects(sink):
+    return [m["Subject"] for m in sink.messages]
+
+
+def test_agent_killed_gives_down_then_up_with_the_duration(monitor_config, agent_config, procs, smtp_sink):
+    config, port = monitor_config
+    monitor = procs("monitor", config)
+    wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
+    agent = procs("agent", agent_config)
+    wait_until(lambda: device_state(port) == "up", 10, "the first heartbeat")
+    agent.kill()
+    killed = time.time()
+    wait_until(lambda: smtp_sink.messages, 5, "the DOWN e-mail")
+    down = smtp_sink.messages[0]
+    assert "DOWN" in down["Subject"] and "home" in down["Subject"]
+    # Detection within a second of the deadline (generous for a loaded 2-core machine).
+    assert time.time() - killed < SILENCE_S + 1.5
+    time.sleep(1.0)
+    agent = procs("agent", agent_config)
+    wait_until(lambda: len(smtp_sink.messages) >= 2, 10, "the UP e-mail")
+    up = smtp_sink.messages[1]
+    assert "UP" in up["Subject"] and "home" in up["Subject"]
+    body = up.get_payload(decode=True).decode() if not up.is_multipart() else up.get_payload(0).get_payload()
+    assert "UP" in body[:160]
+    # The outage lasted from the last beat (~killed) to the first beat back: about 2 s or more.
+    assert len(smtp_sink.messages) == 2, subjects(smtp_sink)
+    agent.kill(signal.SIGTERM)
+    monitor.kill(signal.SIGTERM)
+    assert monitor.p.returncode == 0, monitor.output
+
+
+def test_monitor_restart_mid_outage_sends_no_second_down_and_still_sends_up(
+        monitor_config, agent_config, procs, smtp_sink):
+    config, port = monitor_config
+    monitor = procs("monitor", config)
+    wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
+    agent = procs("agent", agent_config)
+    wait_until(lambda: device_state(port) == "up", 10, "the first heartbeat")
+    agent.kill()
+    wait_until(lambda: smtp_sink.messages, 5, "the DOWN e-mail")
+    monitor.kill()  # a power cut on the monitor's side
+    monitor = procs("monitor", config)
+    wait_until(lambda: device_state(port) == "down", 10, "the restarted monitor to answer")
+    time.sleep(SILENCE_S * 2)  # well past the grace: a second DOWN would have been sent by now
+    assert [s.split(":")[0] for s in subjects(smtp_sink)] == ["DOWN"], monitor.output
+    agent = procs("agent", agent_config)
+    wait_until(lambda: len(smtp_sink.messages) >= 2, 10, "the UP e-mail after the restart")
+    assert "UP" in smtp_sink.messages[1]["Subject"]
+    time.sleep(0.5)
+    assert len(smtp_sink.messages) == 2, subjects(smtp_sink)
+
+
+def test_sighup_adds_a_device_without_losing_state(monitor_config, procs, tmp_path):
+    config, port = monitor_config
+    monitor = procs("monitor", config)
+    wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
+    beat = {"device": "home", "sent_at": time.time(), "seq": 1, "boot_id": "b1", "uptime_s": 5}
+    r = requests.post(f"http://127.0.0.1:{port}/api/v1/heartbeat", json=beat,
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2)
+    assert r.status_code == 200
+    heard = device(port)["last_heard_at"]
+    cabin = dict(beat, device="cabin")
+    headers = {"Authorization": "Bearer cabin-token-123"}
+    url = f"http://127.0.0.1:{port}/api/v1/heartbeat"
+    assert requests.post(url, json=cabin, headers=headers, timeout=2).status_code == 401
+    with open(config, "a") as f:
+        f.write('\n[[monitor.devices]]\nname = "cabin"\ntoken = "cabin-token-123"\n')
+    monitor.p.send_signal(signal.SIGHUP)
+    wait_until(lambda: requests.post(url, json=cabin, headers=headers, timeout=2).status_code == 200, 10,
+               "the reloaded config")
+    home = device(port)  # home kept what the monitor knew of it through the reload
+    assert home["state"] in ("up", "down") and home["last_heard_at"] == heard
+    assert device(port, "cabin")["state"] == "up"
+
+
+def test_a_bad_config_exits_2_names_the_key_and_leaves_the_file_alone(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[heartbeat]\ninterval_s = "often"\n[[monitor.devices]]\nname = "x"\n')
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    for role in ("monitor", "agent", "check-config"):
+        r = subprocess.run([sys.executable, "-m", "appliance", role, "--config", str(path)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, r.stderr
+        assert "heartbeat.interval_s: must be a number of seconds" in r.stderr
+        assert "monitor.devices[0].token: required" in r.stderr
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_agent_with_no_config_runs_and_says_not_configured(tmp_path, procs):
+    agent = procs("agent", str(tmp_path / "missing.toml"))
+    wait_until(lambda: "not configured" in agent.output, 10, "the not-configured message")
+    assert agent.p.poll() is None
+    agent.kill(signal.SIGTERM)
+    assert agent.p.returncode == 0
+
+
+def test_unconfigured_agent_picks_up_settings_when_the_file_appears(tmp_path, procs, monitor_config):
+    config, port = monitor_config
+    procs("monitor", config)
+    wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
+    path = tmp_path / "later.toml"
+    agent = procs("agent", str(path))
+    wait_until(lambda: "not configured" in agent.output, 10, "the not-configured message")
+    path.write_text(f"""
+data_dir = "{tmp_path / 'agent-data'}"
+[device]
+name = "home"
+[heartbeat]
+interval_s = 0.2
+timeout_s = 0.2
+[[heartbeat.targets]]
+url = "http://127.0.0.1:{port}/api/v1/heartbeat"
+token = "{TOKEN}"
+""")
+    wait_until(lambda: device_state(port) == "up", 15, "heartbeats after the config appeared")
+
+
+def test_demo_scripted_shows_down_and_up(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "appliance", "demo", "--scripted", "--dir", str(tmp_path / "demo")],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    outbox = sorted(os.listdir(tmp_path / "demo" / "outbox"))
+    kinds = [email.message_from_string((tmp_path / "demo" / "outbox" / n).read_text())["Subject"].split(":")[0]
+             for n in outbox]
+    assert kinds == ["DOWN", "UP"], (outbox, r.stdout)
+    assert "DOWN" in r.stdout and "UP" in r.stdout
