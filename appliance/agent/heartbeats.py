@@ -22,6 +22,7 @@ from appliance.agent.schedule import Schedule
 from appliance.agent.system import read_boot_id, read_uptime_s
 from appliance.agent.targets import Beat, Result, build_request, judge
 from appliance.errors import SendError
+from appliance.timefmt import format_duration
 
 log = logging.getLogger("phonehome.agent")
 
@@ -298,18 +299,3 @@ class HeartbeatSender:
 
     def __exit__(self, *exc_info):
         self.stop()
-
-
-def format_duration(seconds):
-    """A duration as a person says it: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
-    seconds = max(0, round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"

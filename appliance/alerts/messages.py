@@ -6,11 +6,11 @@ happened and when, in at most ``SMS_CHARS`` characters, because a carrier's
 e-mail-to-SMS gateway may cut the rest.
 """
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from appliance.monitor.events import Kind
+from appliance.timefmt import format_duration  # noqa: F401  (part of this module's API)
 
 SMS_CHARS = 160
 FOOTER = "\u2014 phonehome monitor"
@@ -30,21 +30,6 @@ class Message:
     device: str = ""
     kind: str = "message"
     at: float | None = None
-
-
-def format_duration(seconds):
-    """A duration for people, rounded down: "45 s", "12 min", "1 h 5 min", "2 d 3 h".
-
-    Negative or NaN durations (a clock stepped backwards) read "0 s".
-    """
-    s = int(seconds) if seconds is not None and math.isfinite(seconds) and seconds > 0 else 0
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
 def compose(event, *, tz=None):

@@ -49,7 +49,7 @@ def load_config(path, *, missing_ok=True):
     except FileNotFoundError:
         if missing_ok:
             return config_from_table({}, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
-        raise ConfigError([f"file not found; create it or pass --config PATH"], source=path) from None
+        raise ConfigError(["file not found; create it or pass --config PATH"], source=path) from None
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror}"], source=path) from None
     try:

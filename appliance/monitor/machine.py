@@ -16,6 +16,7 @@ import heapq
 from dataclasses import dataclass
 
 from appliance.monitor.events import Event, Kind, State
+from appliance.timefmt import format_duration
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class Machine:
         record.last_alert_at = now.wall
         self._set_deadline(record, heard_mono + limit)
         return [Event(name, Kind.UP, old, State.UP, now.wall,
-                      f"heartbeat received again after {_short(outage_s)} of silence",
+                      f"heartbeat received again after {format_duration(outage_s)} of silence",
                       last_heard_at=heard_wall, outage_started_at=started, outage_s=outage_s)]
 
     def due(self, now):
@@ -189,13 +190,13 @@ class Machine:
             self._reschedule(record, now)
             silent = now.wall - record.outage_started_at
             return Event(name, Kind.DOWN, State.UP, State.DOWN, now.wall,
-                         f"no heartbeat for {_short(silent)} (limit {_short(config.max_silence_s)})",
+                         f"no heartbeat for {format_duration(silent)} (limit {format_duration(config.max_silence_s)})",
                          last_heard_at=heard, outage_started_at=record.outage_started_at, outage_s=silent)
         record.last_alert_at = now.wall
         self._reschedule(record, now)
         outage_s = now.wall - record.outage_started_at
         return Event(name, Kind.REMINDER, State.DOWN, State.DOWN, now.wall,
-                     f"still no heartbeat after {_short(outage_s)}",
+                     f"still no heartbeat after {format_duration(outage_s)}",
                      last_heard_at=heard, outage_started_at=record.outage_started_at, outage_s=outage_s)
 
     # -- outputs -------------------------------------------------------
@@ -218,12 +219,3 @@ class Machine:
 
     def __len__(self):
         return len(self._records)
-
-
-def _short(seconds):
-    """A rough duration for reasons: '45 s', '12 min', '3.5 h'."""
-    if seconds < 120:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

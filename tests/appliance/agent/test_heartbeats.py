@@ -6,7 +6,7 @@ import pytest
 
 from appliance import __version__
 from appliance.agent.failures import STATE_FILE
-from appliance.agent.heartbeats import TargetStatus, format_duration
+from appliance.agent.heartbeats import TargetStatus
 from appliance.clock import SystemClock
 from appliance.config.schema import Target
 
@@ -137,14 +137,6 @@ def test_log_has_one_line_per_state_change(one_sender, server, clock, caplog):
         ("INFO", "heartbeat to monitor restored after 31 s (5 failed sends)"),
     ]
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.parametrize("seconds, text", [
-    (0, "0 s"), (45, "45 s"), (89, "89 s"), (720, "12 min"), (5340, "89 min"), (5399, "1 h 30 min"),
-    (3 * 3600 + 300, "3 h 5 min"), (7200, "2 h"), (2 * 86400 + 4 * 3600, "2 d 4 h"),
-])
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
 
 
 # --- the other kinds -------------------------------------------------------------------------------
