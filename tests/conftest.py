@@ -1,4 +1,5 @@
-"""Real collaborators shared by every test folder: free loopback ports and an SMTP sink (aiosmtpd)."""
+"""Real collaborators shared by every test folder: free loopback ports, a silent TCP server and an SMTP sink
+(aiosmtpd)."""
 
 import email
 import email.policy
@@ -18,10 +19,19 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port():
     """Factory: ``free_port()`` -> a port on 127.0.0.1 that nothing listens on."""
     return _free_port
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts TCP connections (the kernel's backlog does) and never says a word."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
 
 
 class Sink:

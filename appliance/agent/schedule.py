@@ -7,20 +7,16 @@ Pure: callers pass the time in, tests pass numbers.
 
 from dataclasses import dataclass, replace
 
-_MAX_DOUBLINGS = 30  # 2**30 * 2 s is decades; beyond it the float would overflow for no benefit
-
+from appliance.backoff import backoff_s
 
 def retry_delay_s(consecutive_failures, interval_s, rand):
     """Seconds to wait before retrying after ``consecutive_failures`` (>= 1) failed sends in a row.
 
     Doubles from ``min(2 s, interval_s)`` and never exceeds ``interval_s``,
-    times a jitter factor in [0.5, 1.0] drawn from ``rand()`` (a float in
-    [0, 1)), so agents behind one router that lost power together do not
+    with jitter, so agents behind one router that lost power together do not
     retry in lockstep.
     """
-    base_s = min(2.0, interval_s)
-    doublings = min(max(consecutive_failures, 1) - 1, _MAX_DOUBLINGS)
-    return min(interval_s, base_s * 2 ** doublings) * (0.5 + 0.5 * rand())
+    return backoff_s(consecutive_failures, first_s=min(2.0, interval_s), max_s=interval_s, rand=rand)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,14 @@ retry, and gives up only after ``alerts.give_up_after_s`` (or at once when the
 channel says retrying cannot help). A failing channel never blocks the other
 channels or the state machine: each has its own thread.
 
-Delivery is at least once: if the monitor dies after the SMTP server accepted
-a message but before the row was marked sent, that message is sent again after
-restart (at most twice in all).
+Retry times and the give-up age are kept on the monotonic clock while the
+process runs, so a wall-clock step (a Pi getting NTP) neither gives an alert
+up early nor postpones its retry; the wall-clock copy in the store is only for
+a restart and for people.
+
+Delivery is at least once: if the monitor dies after a server accepted a
+message but before the row was marked sent, the message is sent again after
+the restart.
 """
 
 import logging
@@ -16,14 +21,14 @@ import random
 import threading
 
 from appliance.alerts.messages import compose
+from appliance.backoff import backoff_s
 from appliance.errors import DeliveryError
+from appliance.timefmt import format_duration
 
 log = logging.getLogger("phonehome.alerts")
 
-
-def retry_delay_s(attempts, *, first_s, max_s, rand):
-    """Seconds before retry number ``attempts`` (1 = the first retry): doubling, capped, jittered."""
-    return min(max_s, first_s * 2 ** (attempts - 1)) * (0.5 + rand() / 2)
+# Long enough for an SMTP conversation that is under way to finish at a normal stop.
+STOP_JOIN_S = 35.0
 
 
 class Dispatcher:
@@ -35,12 +40,16 @@ class Dispatcher:
         self._clock = clock
         self._give_up_after_s = give_up_after_s
         self._retry = dict(first_s=retry_first_s, max_s=retry_max_s, rand=rand)
-        self._channels = {c.name: c for c in channels}
+        self._channels = {}
         self._failing = set()
+        self._seen_mono = {}   # delivery id -> (first seen mono, wall then): its age on the monotonic clock
+        self._due_mono = {}    # delivery id -> monotonic time of its next try
         self._stopping = threading.Event()
+        self._started = False
         self._wakeups = {}
         self._threads = {}
         self._lock = threading.Lock()
+        self._use(channels)
 
     @property
     def channel_names(self):
@@ -49,22 +58,47 @@ class Dispatcher:
     def configure(self, channels, *, give_up_after_s):
         """Use a new set of channels (after a config reload); deliveries already queued stay."""
         with self._lock:
-            self._channels = {c.name: c for c in channels}
             self._give_up_after_s = give_up_after_s
-            if self._threads:
+            self._use(channels)
+            if self._started:
                 self._start_missing()
         self.wake()
+
+    def _use(self, channels):
+        self._channels = {c.name: c for c in channels}
+        if not self._channels:
+            log.warning("no alert channel is configured: outages are recorded but nobody is told; "
+                        "add [alerts.email], alerts.urls or alerts.outbox_dir")
+        now = self._clock.now()
+        dropped = self._store.abandon_deliveries(keep=list(self._channels), at=now.wall,
+                                                 error="channel removed from the config")
+        if dropped:
+            log.warning("%d undelivered alert(s) dropped: their channel is no longer in the config", dropped)
+
+    # -- one step, callable from tests ------------------------------------
 
     def tick(self, name, now):
         """Send what is due on channel ``name``; return seconds until it next has work (None: idle)."""
         channel = self._channels.get(name)
         if channel is None:
             return None
-        for delivery in self._store.due_deliveries(name, now.wall):
+        for delivery in self._store.pending_deliveries(name):
+            wait = self._wait_s(delivery, now)
+            if wait > 0:
+                return wait  # keep the order: later alerts wait behind one that waits for a retry
             if not self._send(channel, delivery, now):
-                break  # keep the order: later alerts wait behind a failing one
-        next_at = self._store.next_delivery_at(name)
-        return None if next_at is None else max(0.0, next_at - now.wall)
+                return self._wait_s(delivery, now)
+        return None
+
+    def _wait_s(self, delivery, now):
+        due = self._due_mono.get(delivery.id)
+        if due is None:  # not tried by this process: only the stored wall time is known
+            return max(0.0, delivery.next_try_at - now.wall)
+        return max(0.0, due - now.mono)
+
+    def _age_s(self, delivery, now):
+        first = self._seen_mono.setdefault(delivery.id, (now.mono, now.wall))
+        return max(0.0, first[1] - delivery.created_at) + (now.mono - first[0])
 
     def _send(self, channel, delivery, now):
         event = self._store.event(delivery.event_id)
@@ -74,33 +108,40 @@ class Dispatcher:
         except DeliveryError as exc:
             return self._failed(channel, delivery, event, now, exc)
         self._store.delivered(delivery.id, now.wall)
+        self._forget(delivery)
         if channel.name in self._failing:
             self._failing.discard(channel.name)
-            log.info("alert channel %s works again", channel.name)
-        log.info("alert sent via %s: %s", channel.name, message.subject)
+            log.info("alert channel %s works again", channel.label)
+        log.info("alert sent via %s: %s", channel.label, message.subject)
         return True
 
     def _failed(self, channel, delivery, event, now, exc):
-        attempts = delivery.attempts + 1
-        age = now.wall - delivery.created_at
+        age = self._age_s(delivery, now)
         if not exc.retryable or age >= self._give_up_after_s:
-            why = "retrying cannot help" if not exc.retryable else f"undelivered for {age:.0f} s"
-            log.error("alert via %s given up (%s) for %s %s: %s", channel.name, why, event.kind.value.upper(),
-                      event.device, exc)
+            why = "retrying cannot help" if not exc.retryable else f"undelivered for {format_duration(age)}"
+            log.error("alert %s %s given up (%s) [%s]: %s", event.kind.value.upper(), event.device, why,
+                      channel.label, exc)
             self._store.given_up(delivery.id, now.wall, str(exc))
+            self._forget(delivery)
             return True  # the next alert may go through
-        delay = retry_delay_s(attempts, **self._retry)
+        delay = backoff_s(delivery.attempts + 1, **self._retry)
+        self._due_mono[delivery.id] = now.mono + delay
         self._store.retry_later(delivery.id, now.wall + delay, str(exc))
         if channel.name not in self._failing:
             self._failing.add(channel.name)
-            log.warning("alert channel %s failing: %s; retrying with back-off, giving up after %.0f s",
-                        channel.name, exc, self._give_up_after_s)
+            log.warning("alert channel %s failing: %s; each alert is retried for %s", channel.label, exc,
+                        format_duration(self._give_up_after_s))
         return False
+
+    def _forget(self, delivery):
+        self._seen_mono.pop(delivery.id, None)
+        self._due_mono.pop(delivery.id, None)
 
     # -- threads -------------------------------------------------------
 
     def start(self):
         with self._lock:
+            self._started = True
             self._start_missing()
 
     def _start_missing(self):
@@ -120,7 +161,7 @@ class Dispatcher:
         self._stopping.set()
         self.wake()
         for t in list(self._threads.values()):
-            t.join(timeout=5)
+            t.join(timeout=STOP_JOIN_S)
         self._threads.clear()
 
     def _run(self, name):
@@ -134,5 +175,4 @@ class Dispatcher:
             except Exception:  # a bug must not silence alerts for good: log it and try again later
                 log.exception("alert worker for %s failed; retrying in 30 s", name)
                 delay = 30.0
-            # Capped so a wall-clock step cannot postpone a retry for long.
-            wakeup.wait(5.0 if delay is None else min(delay, 5.0))
+            wakeup.wait(60.0 if delay is None else delay)

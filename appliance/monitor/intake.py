@@ -41,7 +41,7 @@ def parse_heartbeat(body, content_type, *, received_at):
                                "or application/x-www-form-urlencoded")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadHeartbeat("", f"body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise BadHeartbeat("", "body must be a JSON object")
@@ -80,7 +80,7 @@ def _validated(data):
     out["sent_at"] = _number(data, "sent_at", low=0)
     seq = data["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise BadHeartbeat("seq", f"must be a whole number >= 0, got {seq!r}")
+        raise BadHeartbeat("seq", f"must be a whole number >= 0, got {seq!r}"[:120])
     out["seq"] = seq
     boot_id = data["boot_id"]
     if boot_id is not None and (not isinstance(boot_id, str) or not _BOOT_ID.match(boot_id)):

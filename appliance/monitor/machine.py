@@ -106,8 +106,13 @@ class Machine:
     def _reschedule(self, record, now):
         """Recompute the deadline from the record (after a restore or a config change)."""
         if record.state is State.UP:
+            limit = record.config.max_silence_s
             if record.heard_mono is not None:
-                deadline = record.heard_mono + record.config.max_silence_s
+                deadline = record.heard_mono + limit
+            elif record.heard_wall is not None:
+                # Known only on the wall clock (restored from the store, e.g. a device
+                # removed and added again by a reload): count the silence from it.
+                deadline = now.mono + min(limit, max(0.0, record.heard_wall + limit - now.wall))
             else:
                 deadline = now.mono
             self._set_deadline(record, max(deadline, self._grace_end(record)))
@@ -139,8 +144,10 @@ class Machine:
         record = self._records[name]
         heard_wall = now.wall if heard_at is None else min(heard_at, now.wall)
         heard_mono = now.mono - (now.wall - heard_wall)
-        if record.heard_wall is not None and heard_wall < record.heard_wall:
-            return []  # older than what we know: an access log read out of order
+        # Only a log line can be older than what we know (a log read out of order); a
+        # heartbeat received now is news even when the wall clock stepped back meanwhile.
+        if heard_at is not None and record.heard_wall is not None and heard_wall < record.heard_wall:
+            return []
         limit = record.config.max_silence_s
         if heard_mono + limit <= now.mono:
             record.heard_wall = heard_wall  # too old to mean the device is up now

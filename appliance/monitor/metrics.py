@@ -9,7 +9,7 @@ def render_metrics(devices, *, received_total):
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            lines.append(f"{name}{labels} {value:g}" if labels else f"{name} {value:g}")
+            lines.append(f"{name}{labels} {_number(value)}")
 
     def label(d):
         return '{device="%s"}' % _escape(d["name"])
@@ -27,3 +27,8 @@ def render_metrics(devices, *, received_total):
 
 def _escape(value):
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value):
+    """Every digit of ``value``: "1234567", "0.25" (``:g`` keeps six, so a counter would stall at 1.23457e+06)."""
+    return str(value) if isinstance(value, int) else repr(float(value))

@@ -16,7 +16,7 @@ from appliance.clock import SystemClock
 from appliance.config.schema import Monitor
 from appliance.monitor.accesslog import AccessLogFollower
 from appliance.monitor.dispatch import Dispatcher
-from appliance.monitor.events import Kind
+from appliance.monitor.events import Kind, State
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
 from appliance.monitor.machine import Machine
 from appliance.monitor.store import Store
@@ -107,6 +107,9 @@ class MonitorService:
                 return
             self.received_total += 1
             events = self.machine.heartbeat(name, now, heard_at=line_epoch)
+            view = self.machine.view(name)
+            if view.state is not State.NEW:  # kept across a restart, like an HTTP heartbeat's time
+                self._dirty[name] = (view.last_heard_at, self._beats.get(name) or {})
             if events:
                 self._record(events)
             self._nudge()
@@ -127,11 +130,13 @@ class MonitorService:
             events = self.machine.due(now)
             if events:
                 self._record(events)
-            if self._dirty and (self._next_flush is None or now.mono >= self._next_flush):
-                self.flush()
-                self._next_flush = None
+            # Written behind, at most once a second: the first tick that sees new
+            # heartbeats only schedules the write, so a burst becomes one transaction.
             if self._dirty and self._next_flush is None:
                 self._next_flush = now.mono + FLUSH_EVERY_S
+            elif self._dirty and now.mono >= self._next_flush:
+                self.flush()
+                self._next_flush = None
             due = self.machine.next_due()
             waits = [60.0]
             if due is not None:

@@ -192,30 +192,25 @@ class Store:
 
     # -- alert deliveries ----------------------------------------------
 
-    def due_deliveries(self, channel, now_wall, *, limit=20):
-        """Pending deliveries of ``channel`` in event order, up to the first one not yet due.
+    def pending_deliveries(self, channel, *, limit=20):
+        """Pending deliveries of ``channel``, oldest event first.
 
-        Order matters: a person must never get UP before the DOWN it ends, so a
-        delivery waiting for a retry holds back the ones behind it.
+        Order matters: a person must never get UP before the DOWN it ends, so the
+        sender works down this list and stops at the first one that must wait.
         """
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, event_id, attempts, created_at, next_try_at FROM deliveries "
                 "WHERE channel=? AND status='pending' ORDER BY id LIMIT ?", (channel, limit)).fetchall()
-        due = []
-        for row in rows:
-            if row[4] > now_wall:
-                break
-            due.append(Delivery(*row[:4]))
-        return due
+        return [Delivery(*row) for row in rows]
 
-    def next_delivery_at(self, channel):
-        """Wall time the oldest pending delivery of ``channel`` is due, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT next_try_at FROM deliveries WHERE channel=? AND status='pending' ORDER BY id LIMIT 1",
-                (channel,)).fetchone()
-        return row[0] if row else None
+    def abandon_deliveries(self, *, keep, at, error):
+        """Give up pending deliveries whose channel is not in ``keep``; return how many."""
+        marks = ",".join("?" * len(keep))
+        where = f"status='pending' AND channel NOT IN ({marks})" if keep else "status='pending'"
+        with self._tx() as db:
+            return db.execute(f"UPDATE deliveries SET status='failed', done_at=?, last_error=? WHERE {where}",
+                              (at, error, *keep)).rowcount
 
     def delivered(self, delivery_id, at):
         with self._tx() as db:
@@ -249,12 +244,13 @@ class Store:
 
 @dataclasses.dataclass(frozen=True)
 class Delivery:
-    """One alert to send on one channel; ``created_at`` is wall-clock epoch seconds."""
+    """One alert to send on one channel; times are wall-clock epoch seconds."""
 
     id: int
     event_id: int
     attempts: int
     created_at: float
+    next_try_at: float
 
 
 class _Transaction:
@@ -263,15 +259,30 @@ class _Transaction:
 
     def __enter__(self):
         self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()  # a locked or broken database must not hang every later caller
+            raise
         return self._db
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                    return False
+                except BaseException:
+                    self._rollback()
+                    raise
+            self._rollback()
         finally:
             self._lock.release()
         return False
+
+    def _rollback(self):
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
 
 def _event(row):

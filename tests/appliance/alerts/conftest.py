@@ -86,15 +86,6 @@ def closed_port(free_port):
 
 
 @pytest.fixture
-def silent_port():
-    """A port that accepts TCP connections (the kernel's backlog does) and never says a word."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s.getsockname()[1]
-
-
-@pytest.fixture
 def dripping_port():
     """A port whose server starts a greeting and then sends one byte every 0.1 s, never ending the line.
 

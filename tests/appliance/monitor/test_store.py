@@ -49,19 +49,40 @@ def test_event_outage_state_and_deliveries_written_together_and_survive_reopen(d
     assert s.outage_counts() == {"home": 1}
 
 
-def test_deliveries_come_in_order_and_a_waiting_retry_holds_back_later_ones(db_path):
+def test_deliveries_come_in_order_with_their_retry_times(db_path):
     s = Store(db_path)
     s.record([down()], ["email"])
     s.record([up()], ["email"])
-    due = s.due_deliveries("email", T + 4000)
-    assert [d.event_id for d in due] == [1, 2]
-    s.retry_later(due[0].id, T + 5000, "connection refused")
-    assert s.due_deliveries("email", T + 4000) == []
-    assert s.next_delivery_at("email") == T + 5000
-    s.delivered(due[0].id, T + 5000)
-    s.given_up(due[1].id, T + 5000, "550 no such user")
+    pending = s.pending_deliveries("email")
+    assert [d.event_id for d in pending] == [1, 2]
+    s.retry_later(pending[0].id, T + 5000, "connection refused")
+    first = s.pending_deliveries("email")[0]
+    assert (first.attempts, first.next_try_at) == (1, T + 5000)
+    s.delivered(pending[0].id, T + 5000)
+    s.given_up(pending[1].id, T + 5000, "550 no such user")
     assert [(d["status"], d["attempts"]) for d in s.deliveries()] == [("sent", 2), ("failed", 1)]
-    assert s.next_delivery_at("email") is None
+    assert s.pending_deliveries("email") == []
+
+
+def test_deliveries_of_removed_channels_are_given_up(db_path):
+    s = Store(db_path)
+    s.record([down()], ["email", "apprise:1234abcd"])
+    assert s.abandon_deliveries(keep=["email"], at=T, error="channel removed") == 1
+    assert [(d["channel"], d["status"]) for d in s.deliveries()] == [("email", "pending"),
+                                                                      ("apprise:1234abcd", "failed")]
+    assert s.abandon_deliveries(keep=[], at=T, error="channel removed") == 1
+    assert s.pending_deliveries("email") == []
+
+
+def test_a_failed_begin_releases_the_lock(db_path):
+    s = Store(db_path)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    s._db.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(sqlite3.OperationalError):
+        s.record([down()], ["email"])
+    blocker.execute("ROLLBACK")
+    assert s.record([down()], ["email"])[0].id == 1  # neither the lock nor a transaction was left behind
 
 
 def test_heartbeats_written_behind_are_read_back(db_path):
