@@ -154,11 +154,13 @@ class Machine:
             return []
         record.heard_mono, record.heard_wall = heard_mono, heard_wall
         old = record.state
+        # Grace applies to log lines too: replayed old lines must not bring a DOWN before the grace ends.
+        deadline = max(heard_mono + limit, self._grace_end(record))
         if old is State.UP:
-            record.deadline = heard_mono + limit  # the heap entry is pushed on when it comes due
+            record.deadline = deadline  # the heap entry is pushed on when it comes due
             return []
         if old is State.NEW:
-            self._set_deadline(record, heard_mono + limit)
+            self._set_deadline(record, deadline)
             record.state = State.UP
             return [Event(name, Kind.FIRST_SEEN, old, State.UP, now.wall, "first heartbeat received",
                           last_heard_at=heard_wall)]
@@ -167,7 +169,7 @@ class Machine:
         record.state = State.UP
         record.outage_started_at = None
         record.last_alert_at = now.wall
-        self._set_deadline(record, heard_mono + limit)
+        self._set_deadline(record, deadline)
         return [Event(name, Kind.UP, old, State.UP, now.wall,
                       f"heartbeat received again after {format_duration(outage_s)} of silence",
                       last_heard_at=heard_wall, outage_started_at=started, outage_s=outage_s)]

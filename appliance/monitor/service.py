@@ -60,6 +60,8 @@ class MonitorService:
         self._stopping = threading.Event()
         self._threads = []
         self._next_flush = None
+        self._unrecorded = []
+        self._beats_failing = False
         if channels is None:
             channels = build_channels(config.alerts)
         self.dispatcher = Dispatcher(self.store, channels, clock=self._clock,
@@ -89,6 +91,8 @@ class MonitorService:
             return Answer(401, {"ok": False, "error": "unknown device or wrong token: check that the device's "
                                                       "name and token match [[monitor.devices]]"})
         with self._lock:
+            if beat["device"] not in self.machine:  # removed by a reload since the token was read
+                return Answer(401, {"ok": False, "error": "unknown device: it is no longer in [[monitor.devices]]"})
             self.received_total += 1
             events = self.machine.heartbeat(beat["device"], now)
             beat["received_at"] = now.wall
@@ -126,7 +130,10 @@ class MonitorService:
 
     def tick(self, now):
         """Fire due deadlines and flush heartbeats; return seconds until there is work again."""
+        batch = None
         with self._lock:
+            if self._unrecorded:
+                self._record([])  # events a failed write left behind go first, in order
             events = self.machine.due(now)
             if events:
                 self._record(events)
@@ -135,7 +142,7 @@ class MonitorService:
             if self._dirty and self._next_flush is None:
                 self._next_flush = now.mono + FLUSH_EVERY_S
             elif self._dirty and now.mono >= self._next_flush:
-                self.flush()
+                batch, self._dirty = self._dirty, {}
                 self._next_flush = None
             due = self.machine.next_due()
             waits = [60.0]
@@ -143,17 +150,56 @@ class MonitorService:
                 waits.append(due - now.mono)
             if self._next_flush is not None:
                 waits.append(self._next_flush - now.mono)
+            if self._unrecorded:
+                waits.append(1.0)
             delay = max(0.0, min(waits))
             self._sleep_until = now.mono + delay
+        if batch:
+            self._write_beats(batch)  # outside the lock: heartbeats keep flowing while SQLite writes
         return delay
 
     def flush(self):
-        """Write the heartbeats received since the last flush (call with the lock held or at stop)."""
-        dirty, self._dirty = self._dirty, {}
-        self.store.save_heartbeats((name, heard, beat) for name, (heard, beat) in dirty.items())
+        """Write the heartbeats received since the last flush now."""
+        with self._lock:
+            batch, self._dirty = self._dirty, {}
+            self._next_flush = None
+        self._write_beats(batch)
+
+    def _write_beats(self, batch):
+        try:
+            self.store.save_heartbeats((name, heard, beat) for name, (heard, beat) in batch.items())
+        except Exception as exc:
+            with self._lock:  # keep them for the next try; newer heartbeats win
+                for name, value in batch.items():
+                    self._dirty.setdefault(name, value)
+            if not self._beats_failing:
+                log.error("cannot write heartbeat times to %s (%s); keeping them in memory and retrying",
+                          self.store.path, exc)
+            self._beats_failing = True
+            return
+        if self._beats_failing:
+            log.info("heartbeat times written to %s again", self.store.path)
+        self._beats_failing = False
 
     def _record(self, events):
-        stored = self.store.record(events, self.dispatcher.channel_names)
+        """Store events (after any a failed write left behind) and queue their alerts.
+
+        The machine has already changed state, so an event whose write failed is
+        kept and written on the next tick: a transition is never lost to a
+        passing disk error.
+        """
+        pending = self._unrecorded + list(events)
+        try:
+            stored = self.store.record(pending, self.dispatcher.channel_names)
+        except Exception as exc:
+            if not self._unrecorded:
+                log.error("cannot write events to %s (%s); keeping %d in memory and retrying every second",
+                          self.store.path, exc, len(pending))
+            self._unrecorded = pending
+            return
+        if self._unrecorded:
+            log.info("wrote %d held-back event(s) to %s", len(self._unrecorded), self.store.path)
+        self._unrecorded = []
         for e in stored:
             if e.kind is Kind.DOWN:
                 self._outages[e.device] = self._outages.get(e.device, 0) + 1
@@ -207,7 +253,9 @@ class MonitorService:
             t.join(timeout=5)
         self.dispatcher.stop()
         with self._lock:
-            self.flush()
+            if self._unrecorded:
+                self._record([])
+        self.flush()
         self.store.close()
 
     def reload(self, config):

@@ -124,7 +124,7 @@ def test_restored_down_device_reminds_on_schedule_from_the_last_alert():
 
 
 def test_log_heartbeat_older_than_max_silence_does_not_bring_a_device_up():
-    m = Machine([device(max_silence_s=300)], started=T0)
+    m = Machine([device(max_silence_s=300)], started=T0.later(-1000))  # long past the startup grace
     assert m.heartbeat("home", T0, heard_at=T0.wall - 301) == []
     assert m.view("home").state is State.NEW
     assert m.view("home").last_heard_at == T0.wall - 301
@@ -175,3 +175,10 @@ def test_many_devices_fire_in_deadline_order_and_heap_stays_small():
     assert len(m._heap) <= 1000
     events = m.due(T0.later(49 + 100 + 999))
     assert [e.device for e in events] == [d.name for d in devices]
+
+
+def test_startup_grace_also_holds_for_old_log_lines_replayed_at_start():
+    m = Machine([device(max_silence_s=300)], started=T0)
+    assert kinds(m.heartbeat("home", T0.later(1), heard_at=T0.wall - 200)) == [("home", Kind.FIRST_SEEN)]
+    assert m.due(T0.later(299)) == []  # the line's own deadline (T0 + 100) lies inside the grace
+    assert kinds(m.due(T0.later(300))) == [("home", Kind.DOWN)]

@@ -320,3 +320,22 @@ def test_stop_ends_every_thread_it_started(tmp_path, make_config, services):
     service.stop()
     assert time.monotonic() - t < 1.0
     assert not [t.name for t in started if t.is_alive()]
+
+
+def test_a_transition_survives_a_database_that_refuses_writes_for_a_while(make_config, services, caplog):
+    clock = ManualClock()
+    service = services(make_config(monitored(max_silence_s=300)), clock)
+    beat(service)
+    service.tick(clock.now())
+    service.store._db.execute("PRAGMA query_only=ON")  # SQLite itself now refuses every write
+    with caplog.at_level("INFO", logger="phonehome.monitor"):
+        for _ in range(5):
+            service.tick(clock.advance(100))  # the DOWN fires at 300 s, while writes fail
+        assert state(service) == "down"
+        assert kinds(service) == [("home", Kind.FIRST_SEEN)]
+        service.store._db.execute("PRAGMA query_only=OFF")
+        service.tick(clock.advance(1))
+    assert kinds(service) == [("home", Kind.FIRST_SEEN), ("home", Kind.DOWN)]
+    assert queued(service) == [("down", "email"), ("down", "outbox")]
+    errors = sorted(r.getMessage().split(" to ")[0] for r in caplog.records if r.levelname == "ERROR")
+    assert errors == ["cannot write events", "cannot write heartbeat times"]  # once each, not once a tick
