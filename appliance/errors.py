@@ -31,3 +31,11 @@ class DeliveryError(PhonehomeError):
 
 class SendError(PhonehomeError):
     """A heartbeat could not be delivered to one target; the message says why."""
+
+
+class ListenError(PhonehomeError):
+    """An HTTP server could not bind its address; the message names the setting to change."""
+
+
+class StoreError(PhonehomeError):
+    """The monitor's database cannot be opened; the message names data_dir."""

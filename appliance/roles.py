@@ -7,13 +7,9 @@ runtime, so a failure half-way leaves nothing running.
 import logging
 
 from appliance.config.schema import Monitor
-from appliance.errors import PhonehomeError
+from appliance.errors import ListenError, PhonehomeError
 
 log = logging.getLogger("phonehome")
-
-
-class ListenError(PhonehomeError):
-    """The HTTP server could not bind its address."""
 
 
 class MonitorRole:
@@ -31,7 +27,7 @@ class MonitorRole:
         self.service = MonitorService(self._config, **self._options)
         self.service.start()
         try:
-            self._serve(self._listen(self._config))
+            self.server = self._serve(self._listen(self._config))
         except BaseException:
             self.service.stop()
             raise
@@ -46,25 +42,51 @@ class MonitorRole:
         from web.server import HttpServer
 
         try:
-            self.server = HttpServer(create_monitor_app(self.service), listen).start()
+            server = HttpServer(create_monitor_app(self.service), listen).start()
         except OSError as exc:
             raise ListenError(f"monitor cannot listen on {listen}: {exc.strerror}; "
                               f"change monitor.listen or stop what uses that port") from None
         log.info("monitor listening on http://%s (%d device(s))", listen,
                  len((self._config.monitor or Monitor()).devices))
+        return server
 
     def apply(self, config):
-        old_listen = self._listen(self._config)
+        """Apply a new config; parts that cannot change in place are restarted, and on failure the old stay."""
+        old = self._config
+        if (old.data_dir, _access_log(old)) != (config.data_dir, _access_log(config)):
+            self._restart(config)
+            return
         self._config = config
         self.service.reload(config)
-        if self._listen(config) != old_listen:
-            old_server = self.server
+        if self._listen(config) != self.server.listen:
+            self._move(self._listen(config))
+
+    def _restart(self, config):
+        """A new database or access log: stop and start again, back on the old config if that fails."""
+        old = self._config
+        self.stop()
+        self._config = config
+        try:
+            self.start()
+        except PhonehomeError as exc:
+            log.error("%s; going on with the previous data_dir and access_log", exc)
+            self._config = old
+            self.start()
+
+    def _move(self, listen):
+        """Listen on a new address; when only the host changed the port must be freed first."""
+        old = self.server
+        try:
+            self.server = self._serve(listen)
+        except ListenError:
+            old.stop()  # e.g. 127.0.0.1:8081 -> 0.0.0.0:8081: the old socket holds the port
             try:
-                self._serve(self._listen(config))
+                self.server = self._serve(listen)
             except ListenError as exc:
-                log.error("%s; still listening on %s", exc, old_listen)
-                return
-            old_server.stop()
+                log.error("%s; still listening on %s", exc, old.listen)
+                self.server = self._serve(old.listen)
+            return
+        old.stop()
 
     def stop(self):
         if self.server is not None:
@@ -72,3 +94,8 @@ class MonitorRole:
             self.server = None
         if self.service is not None:
             self.service.stop()
+            self.service = None
+
+
+def _access_log(config):
+    return (config.monitor or Monitor()).access_log

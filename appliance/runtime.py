@@ -71,10 +71,15 @@ def serve(role, config_path, *, stopping=None, poll_s=CONFIG_POLL_S, install_sig
 def reload_config(role, config_path):
     """Load the config and apply it to ``role``; keep the running config when it is invalid."""
     try:
-        config = load_config(config_path)
+        # A file that vanished for a moment (an editor's save, an upgrade) is not an empty config.
+        config = load_config(config_path, missing_ok=False)
     except ConfigError as exc:
         log.error("config not reloaded, keeping the running one: %s", exc)
         return False
-    role.apply(config)
+    try:
+        role.apply(config)
+    except Exception:  # a part that cannot start must not stop the rest, heartbeats above all
+        log.exception("config from %s applied only in part; the parts that failed are said above", config_path)
+        return False
     log.info("config reloaded from %s", config_path)
     return True

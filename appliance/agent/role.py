@@ -9,6 +9,7 @@ import logging
 import os
 
 from appliance.clock import SystemClock
+from appliance.errors import PhonehomeError
 from appliance.roles import MonitorRole
 
 log = logging.getLogger("phonehome.agent")
@@ -26,26 +27,31 @@ class AgentRole:
         self.paused = False
 
     def start(self):
-        self._apply_monitor(self._config)
+        # Heartbeats first: a monitor inside that cannot start must not keep the Pi from phoning home.
         self._apply_sender(self._config)
+        self._apply_monitor(self._config)
         return self
 
     def apply(self, config):
         old, self._config = self._config, config
-        if (old.monitor is None) != (config.monitor is None) or old.data_dir != config.data_dir:
-            self._stop_monitor()
-        self._apply_monitor(config)
         if (old.device, old.heartbeat, old.data_dir) != (config.device, config.heartbeat, config.data_dir):
             self._stop_sender()
             self._apply_sender(config)
+        if config.monitor is None:
+            self._stop_monitor()
+        self._apply_monitor(config)
 
     def _apply_monitor(self, config):
         if config.monitor is None:
             return
-        if self.monitor is None:
-            self.monitor = MonitorRole(config, clock=self._clock).start()
-        else:
-            self.monitor.apply(config)
+        try:
+            if self.monitor is None:
+                self.monitor = MonitorRole(config, clock=self._clock).start()
+            else:
+                self.monitor.apply(config)
+        except PhonehomeError as exc:
+            log.error("the monitor inside this agent is not running: %s; heartbeats go on", exc)
+            self.monitor = None
 
     def _apply_sender(self, config):
         from appliance.agent.heartbeats import HeartbeatSender
@@ -56,7 +62,12 @@ class AgentRole:
                 log.warning("not configured: set [device] name and at least one [[heartbeat.targets]] in %s; "
                             "waiting for settings", where)
             return
-        os.makedirs(config.data_dir, exist_ok=True)
+        try:
+            os.makedirs(config.data_dir, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create data_dir %s (%s): heartbeats go on, but send failures will not be "
+                        "remembered across a restart; set data_dir to a writable directory", config.data_dir,
+                        exc.strerror)
         self.sender = HeartbeatSender(config, clock=self._clock, data_dir=config.data_dir)
         if self.paused:
             self.sender.pause()

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 
+from appliance.errors import StoreError
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.machine import Restored
 
@@ -67,16 +68,21 @@ class Store:
     """One SQLite database; every method is safe to call from any thread."""
 
     def __init__(self, path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        """Open (or create) the database at ``path``; raises StoreError saying what to change."""
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a power cut without corruption; the last
-        # commits may be lost, which the delivery rows' at-least-once rule covers.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a power cut without corruption; the last
+            # commits may be lost, which the delivery rows' at-least-once rule covers.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the monitor's database {path}: {exc}; set data_dir to a directory "
+                             f"this user can write") from None
 
     def close(self):
         with self._lock:
