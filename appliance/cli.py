@@ -28,6 +28,11 @@ def main(argv=None):
     except PhonehomeError as exc:
         print(f"phonehome: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"phonehome: {exc.strerror or exc}{where}; check that data_dir and the config file's directory "
+              f"exist and this user may write them", file=sys.stderr)
+        return EXIT_PROBLEM
     except KeyboardInterrupt:
         return EXIT_OK
 
@@ -64,8 +69,12 @@ def _setup_logging(verbose):
     fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
         "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, stream=sys.stderr)
-    for noisy in ("waitress", "urllib3", "apprise"):
+    for noisy in ("waitress", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # waitress warns "Task queue depth is N" on nearly every request under load: thousands of lines a second.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # Apprise logs its URLs, tokens included; the alert channels capture and redact what matters.
+    logging.getLogger("apprise").propagate = False
 
 
 def _agent(args):

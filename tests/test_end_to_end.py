@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -135,8 +136,8 @@ def test_agent_killed_gives_down_then_up_with_the_duration(monitor_config, agent
     wait_until(lambda: smtp_sink.messages, 5, "the DOWN e-mail")
     down = smtp_sink.messages[0]
     assert "DOWN" in down["Subject"] and "home" in down["Subject"]
-    # Detection within a second of the deadline (generous for a loaded 2-core machine).
-    assert time.time() - killed < SILENCE_S + 1.5
+    # Detection is measured in bench/; here only a bound no loaded machine should miss.
+    assert time.time() - killed < SILENCE_S + 3
     time.sleep(1.0)
     restarted = time.time()
     agent = procs("agent", agent_config)
@@ -154,8 +155,13 @@ def test_agent_killed_gives_down_then_up_with_the_duration(monitor_config, agent
     assert monitor.p.returncode == 0, monitor.output
 
 
+def delivery_states(tmp_path):
+    with sqlite3.connect(tmp_path / "monitor-data" / "monitor.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT status FROM deliveries ORDER BY id")]
+
+
 def test_monitor_restart_mid_outage_sends_no_second_down_and_still_sends_up(
-        monitor_config, agent_config, procs, smtp_sink):
+        monitor_config, agent_config, procs, smtp_sink, tmp_path):
     config, port = monitor_config
     monitor = procs("monitor", config)
     wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
@@ -163,6 +169,9 @@ def test_monitor_restart_mid_outage_sends_no_second_down_and_still_sends_up(
     wait_until(lambda: device_state(port) == "up", 10, "the first heartbeat")
     agent.kill()
     wait_until(lambda: smtp_sink.messages, 5, "the DOWN e-mail")
+    # Killed once the DOWN is recorded as sent: a kill between the server's "accepted" and that record
+    # would send it again after the restart, which is the documented at-least-once edge.
+    wait_until(lambda: delivery_states(tmp_path) == ["sent"], 5, "the DOWN to be recorded as sent")
     monitor.kill()  # a power cut on the monitor's side
     monitor = procs("monitor", config)
     wait_until(lambda: device_state(port) == "down", 10, "the restarted monitor to answer")

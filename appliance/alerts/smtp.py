@@ -27,6 +27,9 @@ class EmailChannel:
 
     def __init__(self, email, *, ssl_context=None):
         self._email = email
+        # Built once: loading the system's CAs costs more than a whole SMTP conversation on a LAN.
+        if ssl_context is None and email.security != "none":
+            ssl_context = ssl.create_default_context()
         self._ssl_context = ssl_context
         self.where = f"{email.smtp_host}:{email.smtp_port}"
         self.label = f"e-mail via {self.where}"
@@ -44,7 +47,7 @@ class EmailChannel:
         e = self._email
         password = self._password() if e.username else None
         mail = build_email(message, sender=e.sender, to=e.to, sent_at=time.time())
-        talk = _Conversation(e, self._ssl_context or ssl.create_default_context(), mail, password)
+        talk = _Conversation(e, self._ssl_context, mail, password)
         worker = threading.Thread(target=talk.run, name=f"phonehome-smtp-{self.where}", daemon=True)
         worker.start()
         worker.join(e.timeout_s)

@@ -22,11 +22,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def check_url(value):
+    # Only the start of the URL is repeated: ping and push URLs carry their secret in the path.
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
-        return f"must start with http:// or https://, got {value!r}"
+        shown = f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else value[:12] + "…"
+        return f"must start with http:// or https://, got {shown!r}"
     if not parts.hostname:
-        return f"has no host name, got {value!r}"
+        return f"has no host name, got '{parts.scheme}://…'"
     return None
 
 

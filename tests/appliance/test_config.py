@@ -72,7 +72,7 @@ token = "short"
     assert found == [
         "data_dir: must be a string, got 3",
         "heartbeat.intervl_s: unknown key (did you mean 'interval_s'?)",
-        "heartbeat.targets[1].url: must start with http:// or https://, got 'ftp://example.com/'",
+        "heartbeat.targets[1].url: must start with http:// or https://, got 'ftp://example.com/…'",
         "heartbeat.targets[1].kind: must be one of 'phonehome', 'healthchecks', 'uptime-kuma', 'url', "
         "got 'healthcheck' (did you mean 'healthchecks'?)",
         "monitor.listen: must be HOST:PORT with a port from 1 to 65535 (e.g. '127.0.0.1:8081'), got '8081'",
@@ -148,3 +148,9 @@ def test_readme_carries_the_current_reference():
     readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
     with open(readme, encoding="utf-8") as f:
         assert render_reference() in f.read(), "README is out of date: paste 'phonehome config-reference' into it"
+
+
+def test_errors_do_not_repeat_secrets_carried_in_urls():
+    found = problems("[[heartbeat.targets]]\nkind='url'\nurl='ftp://host/ping/SECRET-KEY'\n"
+                     "[alerts]\nurls=['tgram://SECRET-BOT-TOKEN/']\n[device]\nname='a'")
+    assert found and all("SECRET" not in p for p in found), found
