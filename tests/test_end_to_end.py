@@ -47,10 +47,8 @@ to = ["me@example.com"]
     return write(tmp_path / "monitor.toml", text), port
 
 
-@pytest.fixture
-def agent_config(tmp_path, monitor_config):
-    _, port = monitor_config
-    text = f"""
+def agent_toml(tmp_path, port):
+    return f"""
 data_dir = "{tmp_path / 'agent-data'}"
 [device]
 name = "home"
@@ -61,7 +59,12 @@ timeout_s = 0.2
 url = "http://127.0.0.1:{port}/api/v1/heartbeat"
 token = "{TOKEN}"
 """
-    return write(tmp_path / "agent.toml", text)
+
+
+@pytest.fixture
+def agent_config(tmp_path, monitor_config):
+    _, port = monitor_config
+    return write(tmp_path / "agent.toml", agent_toml(tmp_path, port))
 
 
 class Proc:
@@ -235,17 +238,7 @@ def test_unconfigured_agent_picks_up_settings_when_the_file_appears(tmp_path, pr
     path = tmp_path / "later.toml"
     agent = procs("agent", str(path))
     wait_until(lambda: "not configured" in agent.output, 10, "the not-configured message")
-    path.write_text(f"""
-data_dir = "{tmp_path / 'agent-data'}"
-[device]
-name = "home"
-[heartbeat]
-interval_s = 0.2
-timeout_s = 0.2
-[[heartbeat.targets]]
-url = "http://127.0.0.1:{port}/api/v1/heartbeat"
-token = "{TOKEN}"
-""")
+    path.write_text(agent_toml(tmp_path, port))
     wait_until(lambda: device_state(port) == "up", 15, "heartbeats after the config appeared")
 
 

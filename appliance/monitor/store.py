@@ -156,40 +156,31 @@ class Store:
 
     # -- history -------------------------------------------------------
 
+    _EVENT_COLUMNS = "id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s"
+    _OUTAGE_COLUMNS = ("id", "device", "started_at", "detected_at", "ended_at", "duration_s")
+
     def events(self, *, device=None, limit=100):
         """The newest events first, optionally of one device."""
-        sql = "SELECT id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s FROM events"
-        args = ()
-        if device is not None:
-            sql += " WHERE device=?"
-            args = (device,)
-        sql += " ORDER BY id DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, args + (limit,)).fetchall()
-        return [_event(row) for row in rows]
+        return [_event(row) for row in self._newest("events", self._EVENT_COLUMNS, device, limit)]
 
     def event(self, event_id):
         """One event by id; raises KeyError when there is none."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s "
-                "FROM events WHERE id=?", (event_id,)).fetchone()
+            row = self._db.execute(f"SELECT {self._EVENT_COLUMNS} FROM events WHERE id=?", (event_id,)).fetchone()
         if row is None:
             raise KeyError(event_id)
         return _event(row)
 
     def outages(self, *, device=None, limit=100):
         """Outages, newest first, as dicts (ended_at and duration_s are None while it lasts)."""
-        sql = "SELECT id, device, started_at, detected_at, ended_at, duration_s FROM outages"
-        args = ()
-        if device is not None:
-            sql += " WHERE device=?"
-            args = (device,)
-        sql += " ORDER BY id DESC LIMIT ?"
+        rows = self._newest("outages", ", ".join(self._OUTAGE_COLUMNS), device, limit)
+        return [dict(zip(self._OUTAGE_COLUMNS, row)) for row in rows]
+
+    def _newest(self, table, columns, device, limit):
+        where, args = ("WHERE device=?", (device,)) if device is not None else ("", ())
         with self._lock:
-            rows = self._db.execute(sql, args + (limit,)).fetchall()
-        keys = ("id", "device", "started_at", "detected_at", "ended_at", "duration_s")
-        return [dict(zip(keys, row)) for row in rows]
+            return self._db.execute(f"SELECT {columns} FROM {table} {where} ORDER BY id DESC LIMIT ?",
+                                    args + (limit,)).fetchall()
 
     def outage_counts(self):
         """{device: number of outages ever recorded}."""

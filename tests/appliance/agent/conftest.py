@@ -224,11 +224,9 @@ def drip_server(ca):
 
 
 @pytest.fixture
-def closed_port():
+def closed_port(free_port):
     """A port on 127.0.0.1 nothing listens on: connecting to it is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture(scope="session")
