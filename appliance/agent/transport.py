@@ -156,12 +156,16 @@ def send(method, url, *, headers, body=None, timeout_s, resolver, ca_file=None):
     port = parts.port or _DEFAULT_PORTS[parts.scheme]
     addresses = resolver.resolve(host, port, timeout_s=timeout_s)
     problems = []
-    for address in addresses:
-        if time.monotonic() >= deadline:
+    for i, address in enumerate(addresses):
+        left = deadline - time.monotonic()
+        if left <= 0:
             break
+        # Each address gets its share of the time to connect, so one that drops packets (broken IPv6 at
+        # home is common) cannot use up the whole budget before the next one is tried.
+        connect_s = left / (len(addresses) - i)
         try:
-            return _send_to(address, method, parts, host, port, headers, body,
-                            started=started, deadline=deadline, timeout_s=timeout_s, ca_file=ca_file)
+            return _send_to(address, method, parts, host, port, headers, body, started=started,
+                            deadline=deadline, connect_s=connect_s, timeout_s=timeout_s, ca_file=ca_file)
         except _NotConnected as exc:
             # Nothing was sent, so trying the host's next address cannot deliver twice.
             problems.append(str(exc))
@@ -174,7 +178,8 @@ class _NotConnected(Exception):
     """No connection to this address; the request was not sent."""
 
 
-def _send_to(address, method, parts, host, port, headers, body, *, started, deadline, timeout_s, ca_file):
+def _send_to(address, method, parts, host, port, headers, body, *, started, deadline, connect_s, timeout_s,
+             ca_file):
     watchdog = _Watchdog()
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), watchdog.fire)
     timer.daemon = True
@@ -187,7 +192,8 @@ def _send_to(address, method, parts, host, port, headers, body, *, started, dead
     headers = {**headers, "Host": _host_header(host, parts), "Connection": "close"}
     try:
         remaining = max(0.001, deadline - time.monotonic())
-        answer = session.request(method, pinned, headers=headers, data=body, timeout=(remaining, remaining),
+        answer = session.request(method, pinned, headers=headers, data=body,
+                                 timeout=(min(connect_s, remaining), remaining),
                                  stream=True, allow_redirects=False, verify=ca_file or True)
         watchdog.watch(answer.raw.shutdown)
         try:
@@ -225,9 +231,12 @@ def _explain(exc, *, host, address, port, timeout_s, late):
         return SendError("a request header holds characters HTTP does not allow; "
                          "check the target's token for spaces or line breaks")
     chain = list(_causes(exc))
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    # requests raises ConnectTimeout only for a connection that timed out, not for one that was refused.
+    if not late and any(isinstance(e, requests.exceptions.ConnectTimeout) for e in chain):
+        return _NotConnected(f"cannot connect to {where}: no answer to the connection request")
     if late or any(_is_timeout(e) for e in chain):
         return SendError(f"no answer from {host} within {timeout_s:g} s")
-    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError):
             detail = getattr(e, "verify_message", None) or (e.args[-1] if e.args else e)

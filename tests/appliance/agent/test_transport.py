@@ -231,3 +231,25 @@ def test_tls_rejects_an_unknown_authority(tls_server, resolver):
                                         "unable to get local issuer certificate"):
         send("GET", f"https://monitor.test:{tls_server.port}/", headers={}, timeout_s=2, resolver=resolver)
     assert tls_server.requests == []
+
+
+def test_an_address_that_drops_connections_leaves_time_for_the_next(server, resolver, hosts):
+    # A listener whose accept queue is full drops new SYNs, like a broken IPv6 route at home.
+    blackhole = socket.create_server(("127.0.0.2", server.port), backlog=0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.2", server.port))
+        fillers.append(c)
+    time.sleep(0.1)
+    try:
+        hosts.table["dual.test"] = ["127.0.0.2", "127.0.0.1"]
+        response, took = timed(send, "GET", f"http://dual.test:{server.port}/", headers={}, timeout_s=2,
+                               resolver=resolver)
+        assert not isinstance(response, SendError), response
+        assert response.status == 200 and took < 2
+    finally:
+        for c in fillers:
+            c.close()
+        blackhole.close()
