@@ -15,6 +15,7 @@ import threading
 import time
 
 from appliance.agent.role import AgentRole
+from appliance.atomic import write_atomic
 from appliance.config import load_config
 from appliance.runtime import serve
 
@@ -57,9 +58,8 @@ def run_demo(directory, *, scripted, out=sys.stdout):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "phonehome.toml")
     port = _free_port()
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(CONFIG.format(port=port, token=secrets.token_hex(16), interval=INTERVAL_S, silence=MAX_SILENCE_S,
-                              reminder=REMINDER_EVERY_S))
+    write_atomic(path, CONFIG.format(port=port, token=secrets.token_hex(16), interval=INTERVAL_S,
+                                     silence=MAX_SILENCE_S, reminder=REMINDER_EVERY_S), mode=0o600)
     config = load_config(path)
     role = AgentRole(config, config_path=path)
     stopping = threading.Event()

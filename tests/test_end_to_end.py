@@ -17,6 +17,8 @@ import requests
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-token-0123456789"
+# The console script the package installs, as a user runs it.
+PHONEHOME = os.path.join(os.path.dirname(sys.executable), "phonehome")
 SILENCE_S = 1.0
 
 
@@ -73,7 +75,7 @@ class Proc:
     def __init__(self, role, config, tmp_path):
         self.log_path = tmp_path / f"{role}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
-        self.p = subprocess.Popen([sys.executable, "-m", "appliance", role, "--config", config],
+        self.p = subprocess.Popen([PHONEHOME, role, "--config", config],
                                   stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self, sig=signal.SIGKILL):
@@ -215,7 +217,7 @@ def test_a_bad_config_exits_2_names_the_key_and_leaves_the_file_alone(tmp_path):
     path.write_text('[heartbeat]\ninterval_s = "often"\n[[monitor.devices]]\nname = "x"\n')
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     for role in ("monitor", "agent", "check-config"):
-        r = subprocess.run([sys.executable, "-m", "appliance", role, "--config", str(path)],
+        r = subprocess.run([PHONEHOME, role, "--config", str(path)],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, r.stderr
         assert "heartbeat.interval_s: must be a number of seconds" in r.stderr
@@ -243,7 +245,7 @@ def test_unconfigured_agent_picks_up_settings_when_the_file_appears(tmp_path, pr
 
 
 def test_demo_scripted_shows_down_and_up(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "appliance", "demo", "--scripted", "--dir", str(tmp_path / "demo")],
+    r = subprocess.run([PHONEHOME, "demo", "--scripted", "--dir", str(tmp_path / "demo")],
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
     outbox = sorted(os.listdir(tmp_path / "demo" / "outbox"))

@@ -3,6 +3,7 @@
 import logging
 import threading
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger("phonehome.web")
@@ -37,6 +38,16 @@ class HttpServer:
             pass
 
     def stop(self):
-        self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Close the listening socket and every connection, and end waitress's threads. Idempotent."""
+        server = self._server
+        if self._thread is not None and self._thread.is_alive():
+            # Closed from inside waitress's own loop, which then ends at once instead of at its next
+            # one-second poll.
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            except OSError:
+                wasyncore.close_all(server._map)
+            self._thread.join(timeout=10)
+        else:
+            server.close()
+        server.task_dispatcher.shutdown()  # waitress leaves its worker threads running otherwise
