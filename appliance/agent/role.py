@@ -27,9 +27,10 @@ class AgentRole:
         self.paused = False
 
     def start(self):
-        # Heartbeats first: a monitor inside that cannot start must not keep the Pi from phoning home.
-        self._apply_sender(self._config)
+        # The monitor first, so a Pi that phones itself (the demo) does not start with a refused beat;
+        # a monitor that cannot start is logged and never keeps the Pi from phoning home.
         self._apply_monitor(self._config)
+        self._apply_sender(self._config)
         return self
 
     def apply(self, config):

@@ -190,7 +190,7 @@ class Machine:
         return events
 
     def _fire(self, record, now):
-        name, config = record.config.name, record.config
+        name = record.config.name
         heard = record.heard_wall
         if record.state is State.UP:
             record.state = State.DOWN
@@ -199,7 +199,7 @@ class Machine:
             self._reschedule(record, now)
             silent = now.wall - record.outage_started_at
             return Event(name, Kind.DOWN, State.UP, State.DOWN, now.wall,
-                         f"no heartbeat for {format_duration(silent)} (limit {format_duration(config.max_silence_s)})",
+                         f"no heartbeat for {format_duration(silent)}",
                          last_heard_at=heard, outage_started_at=record.outage_started_at, outage_s=silent)
         record.last_alert_at = now.wall
         self._reschedule(record, now)
