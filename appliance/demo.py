@@ -50,6 +50,10 @@ reminder_every_s = {reminder}
 
 [alerts]
 outbox_dir = "outbox"
+
+[time]
+# The demo talks only to 127.0.0.1: the clock is checked against the system's time service alone.
+servers = []
 """
 
 

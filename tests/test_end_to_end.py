@@ -60,6 +60,8 @@ timeout_s = 0.2
 [[heartbeat.targets]]
 url = "http://127.0.0.1:{port}/api/v1/heartbeat"
 token = "{TOKEN}"
+[time]
+servers = []   # the tests talk to nothing but 127.0.0.1
 """
 
 

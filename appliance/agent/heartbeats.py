@@ -67,8 +67,9 @@ class TargetWorker:
     """
 
     def __init__(self, target, *, device, boot_id, started, clock, send, failures, interval_s, timeout_s,
-                 uptime, rand, paused):
+                 uptime, rand, paused, time_status=lambda: None):
         self.target = target
+        self._time_status = time_status
         self._device = device
         self._boot_id = boot_id
         self._started = started
@@ -156,6 +157,7 @@ class TargetWorker:
             agent_started_at=now.wall - (now.mono - self._started.mono),
             send_failures=self._failures.carried(self._key, now.wall) if target.kind == "phonehome" else (),
             previous_rtt_ms=self._status.last_rtt_ms,
+            time=self._time_status() if target.kind == "phonehome" else None,
         )
         try:
             method, url, headers, body = build_request(target, beat)
@@ -201,13 +203,15 @@ class HeartbeatSender:
     kernel's; ``uptime`` returns seconds since boot or None; ``rand``
     returns floats in [0, 1) for retry jitter; ``resolver`` is a
     transport.Resolver (a fresh one by default); ``ca_file`` replaces the
-    system's certificate authorities (tests). Use as a context manager, or
+    system's certificate authorities (tests); ``time_status`` returns the
+    clock check's summary dict that every phonehome beat carries (or None).
+    Use as a context manager, or
     call start() and stop(). ``workers`` holds one TargetWorker per target,
     in config order; tests tick them by hand instead of starting threads.
     """
 
     def __init__(self, config, *, clock, data_dir, boot_id=None, uptime=read_uptime_s, rand=random.random,
-                 resolver=None, ca_file=None):
+                 resolver=None, ca_file=None, time_status=lambda: None):
         self._clock = clock
         self._stopping = threading.Event()
         self._paused = threading.Event()
@@ -224,7 +228,8 @@ class HeartbeatSender:
         self.workers = tuple(
             TargetWorker(target, device=config.device.name, boot_id=boot_id, started=started, clock=clock,
                          send=send, failures=self.failures, interval_s=heartbeat.interval_s,
-                         timeout_s=heartbeat.timeout_s, uptime=uptime, rand=rand, paused=self._paused)
+                         timeout_s=heartbeat.timeout_s, uptime=uptime, rand=rand, paused=self._paused,
+                         time_status=time_status)
             for target in heartbeat.targets)
         self._join_s = heartbeat.timeout_s + 1.0
 

@@ -32,6 +32,7 @@ class Beat:
     the agent started, from 1. ``send_failures`` holds failures.Window
     objects (phonehome kind only). ``previous_rtt_ms`` is the round trip of
     this target's previous successful beat, None if there was none.
+    ``time`` is the clock check's summary (TimeStatus.as_payload()), or None.
     """
 
     device: str
@@ -42,6 +43,7 @@ class Beat:
     agent_started_at: float
     send_failures: tuple = ()
     previous_rtt_ms: float | None = None
+    time: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def phonehome_payload(beat):
         "agent_started_at": beat.agent_started_at,
         "send_failures": [w.as_json() for w in beat.send_failures],
         "version": __version__,
+        **({"time": beat.time} if beat.time is not None else {}),
     }
 
 

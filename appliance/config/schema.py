@@ -199,6 +199,68 @@ class Alerts:
                                      min=MIN_INTERVAL_S, unit=" s")
 
 
+def check_ntp_server(value):
+    host, port = split_host_port(value, default_port=123)
+    if port is None or not host or any(c.isspace() or c in "/@" for c in host):
+        return (f"must be a host name or address, optionally with :PORT (e.g. 'pool.ntp.org', "
+                f"'192.168.1.1', 'ntp.lan:11123', '[2001:db8::1]:123'), got {value!r}")
+    return None
+
+
+def split_host_port(value, *, default_port):
+    """('host', port) from 'host', 'host:port', '[v6]' or '[v6]:port'; port None when it is not 1-65535."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, ""  # a bare IPv6 address has several colons and no port
+    if port == "":
+        return host, default_port
+    if port is None or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return host, None
+    return host, int(port)
+
+
+def check_timezone(value):
+    import zoneinfo
+
+    if not value:
+        return None
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return (f"is not a time zone in the IANA database, got {value!r} "
+                f"(e.g. 'America/New_York', 'Europe/Berlin', 'UTC'; 'timedatectl list-timezones' lists them)")
+    return None
+
+
+@dataclass(frozen=True)
+class Time:
+    """The clock checks: NTP offset against several servers, the system's sync state, the time zone."""
+
+    servers: tuple[str, ...] = setting(("0.pool.ntp.org", "1.pool.ntp.org", "2.pool.ntp.org", "3.pool.ntp.org"),
+                                       doc="NTP servers to compare the clock with: HOST or HOST:PORT; "
+                                           "an empty list checks only the system's time service and zone",
+                                       check=check_ntp_server)
+    check_every_s: float = setting(900.0, doc="seconds between clock checks", min=MIN_INTERVAL_S, unit=" s")
+    until_synced_every_s: float = setting(30.0, doc="seconds between checks until the first good answer "
+                                                    "(after boot)", min=MIN_INTERVAL_S, unit=" s")
+    max_offset_ms: float = setting(500.0, doc="offset from the servers above which the clock is 'drifting'",
+                                   min=0, unit=" ms")
+    timeout_s: float = setting(5.0, doc="longest wait for one server's answer", min=MIN_INTERVAL_S, unit=" s")
+    timezone: str = setting("", doc="the IANA time zone this appliance should be in (e.g. 'America/New_York'); "
+                                    "empty: not checked", check=check_timezone)
+
+    def problems(self):
+        if self.until_synced_every_s > self.check_every_s:
+            yield "until_synced_every_s", (f"must not be longer than check_every_s ({self.check_every_s:g} s), "
+                                           f"got {self.until_synced_every_s:g}")
+        if len(set(self.servers)) != len(self.servers):
+            yield "servers", "lists a server twice; remove the repeat"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration file."""
@@ -208,6 +270,7 @@ class Config:
     heartbeat: Heartbeat = setting(doc="the [heartbeat] table", factory=Heartbeat)
     monitor: Monitor | None = setting(None, doc="the [monitor] table; an agent with one also runs a monitor")
     alerts: Alerts = setting(doc="the [alerts] table", factory=Alerts)
+    time: Time = setting(doc="the [time] table", factory=Time)
 
     @property
     def agent_configured(self):

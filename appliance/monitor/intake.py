@@ -15,6 +15,7 @@ MAX_BODY = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MAX_FAILURE_WINDOWS = 100
+_VERDICT = re.compile(r"^[a-z][a-z-]{0,19}\Z")
 
 
 class BadHeartbeat(ValueError):
@@ -59,6 +60,7 @@ def _from_form(body, received_at):
     data = dict(pairs)
     if "device" not in data:
         raise BadHeartbeat("device", "required")
+    # Without sent_at the device's clock is unknown: no offset estimate can be made from this beat.
     out = {"device": data["device"], "sent_at": received_at, "seq": 0, "boot_id": None, "uptime_s": None}
     for field, convert in (("sent_at", float), ("seq", int), ("uptime_s", float)):
         if data.get(field, "") != "":
@@ -68,16 +70,17 @@ def _from_form(body, received_at):
                 raise BadHeartbeat(field, f"must be a number, got {data[field][:40]!r}") from None
     if data.get("boot_id"):
         out["boot_id"] = data["boot_id"].strip()
-    return _validated(out)
+    return _validated(out, sent_at_known=bool(data.get("sent_at")))
 
 
-def _validated(data):
+def _validated(data, *, sent_at_known=True):
     device = data["device"]
     if not isinstance(device, str) or not _NAME.match(device):
         raise BadHeartbeat("device", "must be the device's name as configured on the monitor "
                                      "(letters, digits, '.', '_', '-')")
     out = {"device": device}
     out["sent_at"] = _number(data, "sent_at", low=0)
+    out["sent_at_known"] = sent_at_known
     seq = data["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise BadHeartbeat("seq", f"must be a whole number >= 0, got {seq!r}"[:120])
@@ -95,6 +98,33 @@ def _validated(data):
             raise BadHeartbeat("version", "must be a string of at most 32 characters")
         out["version"] = version
     out["send_failures"] = _windows(data.get("send_failures", []))
+    if data.get("time") is not None:
+        out["time"] = _time(data["time"])
+    return out
+
+
+def _time(report):
+    """The agent's clock check: its verdict, reason and offset (see appliance.timecheck)."""
+    if not isinstance(report, dict):
+        raise BadHeartbeat("time", 'must be an object {"verdict": "ok", "offset_ms": 1.5, ...}')
+    verdict = report.get("verdict")
+    if not isinstance(verdict, str) or not _VERDICT.match(verdict):
+        raise BadHeartbeat("time.verdict", "must be a verdict such as 'ok', 'drifting' or 'unsynced'")
+    out = {"verdict": verdict}
+    for key, limit in (("reason", 200), ("service", 32), ("zone", 64)):
+        value = report.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise BadHeartbeat(f"time.{key}", f"must be a string of at most {limit} characters")
+        out[key] = value
+    for key in ("offset_ms", "jitter_ms", "checked_at"):
+        value = report.get(key)
+        if value is not None:
+            value = _number(report, key, low=-math.inf, field=f"time.{key}")
+        out[key] = value
+    synced = report.get("synchronized")
+    if synced is not None and not isinstance(synced, bool):
+        raise BadHeartbeat("time.synchronized", "must be true, false or null")
+    out["synchronized"] = synced
     return out
 
 

@@ -96,6 +96,9 @@ class MonitorService:
             self.received_total += 1
             events = self.machine.heartbeat(beat["device"], now)
             beat["received_at"] = now.wall
+            # A second estimate of the device's clock offset, independent of its own NTP check: its send
+            # time against our receive time (it includes the one-way network delay, a few ms).
+            beat["clock_offset_ms"] = (beat["sent_at"] - now.wall) * 1000 if beat.pop("sent_at_known") else None
             self._beats[beat["device"]] = beat
             self._dirty[beat["device"]] = (now.wall, beat)
             state = self.machine.view(beat["device"]).state.value
@@ -291,8 +294,12 @@ class MonitorService:
                     "max_silence_s": v.max_silence_s,
                     "outage_started_at": v.outage_started_at,
                     "outages_total": self._outages.get(v.name, 0),
-                    "last_heartbeat": {k: beat.get(k) for k in ("seq", "sent_at", "boot_id", "uptime_s", "version",
-                                                                "agent_started_at")} if beat else None,
+                    "last_heartbeat": {k: beat.get(k) for k in ("seq", "sent_at", "received_at", "boot_id",
+                                                                "uptime_s", "version", "agent_started_at")}
+                    if beat else None,
+                    # The device's own clock check, and the monitor's estimate from send vs receive time.
+                    "time": beat.get("time"),
+                    "clock_offset_ms": beat.get("clock_offset_ms"),
                 })
         return out
 

@@ -96,6 +96,8 @@ url = "http://127.0.0.1:{remote_port}/api/v1/heartbeat"
 token = "{TOKEN}"
 [monitor]
 listen = "127.0.0.1:{busy.getsockname()[1]}"
+[time]
+servers = []
 """)
         with caplog.at_level(logging.ERROR):
             agent = AgentRole(config).start()

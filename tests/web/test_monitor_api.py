@@ -103,8 +103,25 @@ def test_the_curl_form_needs_only_the_device(monitor):
     home = devices(monitor)["home"]
     assert home["state"] == "up" and home["last_heard_at"] == r.json()["received_at"]
     # sent_at defaults to the time of receipt, the other fields to "not said".
-    assert home["last_heartbeat"] == {"sent_at": r.json()["received_at"], "seq": 0, "boot_id": None,
+    received = r.json()["received_at"]
+    assert home["last_heartbeat"] == {"sent_at": received, "received_at": received, "seq": 0, "boot_id": None,
                                       "uptime_s": None, "version": None, "agent_started_at": None}
+    assert home["clock_offset_ms"] is None  # no sent_at: the device's clock is unknown
+
+
+def test_clock_check_and_the_monitors_own_offset_estimate_are_shown(monitor):
+    report = {"verdict": "drifting", "reason": "clock 2.3 s ahead of 3 servers", "offset_ms": 2300.0,
+              "jitter_ms": 1.2, "service": "timesyncd", "synchronized": True, "zone": "UTC", "checked_at": 1.0}
+    ahead = dict(GOOD, sent_at=time.time() + 60, time=report)  # this device's clock runs a minute fast
+    r = post(monitor, ahead)
+    assert r.status_code == 200, r.text
+    home = devices(monitor)["home"]
+    assert home["time"] == report
+    assert 59_000 < home["clock_offset_ms"] < 61_000
+    metrics = requests.get(f"{monitor.url}/metrics", timeout=5).text
+    assert 'phonehome_device_clock_offset_seconds{device="home",source="device"} 2.3' in metrics
+    assert 'phonehome_device_clock_offset_seconds{device="home",source="monitor"} 59.' in metrics or \
+        'phonehome_device_clock_offset_seconds{device="home",source="monitor"} 60' in metrics
 
 
 def test_the_scheme_bearer_is_case_insensitive(monitor):
@@ -229,7 +246,7 @@ def test_the_device_list_holds_no_token(monitor):
 
 # -- metrics -------------------------------------------------------------
 
-_SAMPLE = re.compile(r'^([a-z_]+)(?:\{device="([A-Za-z0-9._-]+)"\})? (\S+)$')
+_SAMPLE = re.compile(r'^([a-z_]+)(?:\{device="([A-Za-z0-9._-]+)"(?:,source="(device|monitor)")?\})? (\S+)$')
 
 
 def metrics(monitor):
@@ -252,10 +269,11 @@ def metrics(monitor):
         else:
             match = _SAMPLE.match(line)
             assert match, f"not a sample line: {line!r}"
-            name, device, value = match.groups()
+            name, device, source, value = match.groups()
             assert described.get(name), f"sample before its HELP and TYPE: {line}"
-            assert (name, device) not in samples, f"sample twice: {line}"
-            samples[name, device] = float(value)
+            key = (name, device) if source is None else (name, device, source)
+            assert key not in samples, f"sample twice: {line}"
+            samples[key] = float(value)
     return samples
 
 

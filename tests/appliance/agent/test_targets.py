@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -41,6 +42,15 @@ def test_phonehome_request():
         "version": __version__,
     }
     assert TOKEN.encode() not in body
+
+
+def test_phonehome_carries_the_clock_check_and_other_kinds_do_not():
+    report = {"verdict": "ok", "reason": "clock within 2 ms of 4 servers", "offset_ms": 1.5}
+    beat = dataclasses.replace(BEAT, time=report)
+    assert json.loads(build_request(PHONEHOME, beat)[3])["time"] == report
+    for kind, url in (("healthchecks", "https://hc.example/ping/x"), ("url", "http://www.example/p?")):
+        method, target_url, _, body = build_request(Target(url=url, kind=kind), beat)
+        assert body is None and "verdict" not in target_url
 
 
 def test_phonehome_unknown_boot_id_is_null():

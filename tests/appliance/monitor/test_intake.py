@@ -76,3 +76,22 @@ def test_bad_forms_name_the_field(body, field):
 def test_unsupported_content_type_says_what_is_accepted():
     with pytest.raises(BadHeartbeat, match="application/json or application/x-www-form-urlencoded"):
         parse(b"<xml/>", "text/xml")
+
+
+def test_a_clock_report_is_checked_field_by_field():
+    report = {"verdict": "ok", "reason": "clock within 3 ms of 4 servers", "offset_ms": -3.2, "jitter_ms": 0.4,
+              "service": "chrony", "synchronized": True, "zone": "Europe/Berlin", "checked_at": 1.7e9}
+    assert parse(dict(GOOD, time=report))["time"] == report
+    for bad, field in ((["ok"], "time"), ({"verdict": "OK!"}, "time.verdict"),
+                       ({"verdict": "ok", "offset_ms": "3"}, "time.offset_ms"),
+                       ({"verdict": "ok", "reason": "x" * 201}, "time.reason"),
+                       ({"verdict": "ok", "synchronized": "yes"}, "time.synchronized")):
+        with pytest.raises(BadHeartbeat) as info:
+            parse(dict(GOOD, time=bad))
+        assert info.value.field == field
+
+
+def test_sent_at_is_known_only_when_the_device_said_it():
+    assert parse(GOOD)["sent_at_known"] is True
+    assert parse(b"device=home", "application/x-www-form-urlencoded")["sent_at_known"] is False
+    assert parse(dict(GOOD, sent_at_known=False))["sent_at_known"] is True  # not taken from outside
