@@ -20,6 +20,7 @@ class Kind(str, enum.Enum):
     DOWN = "down"               # up -> down: alert
     REMINDER = "reminder"       # down -> down, every reminder_every_s: alert
     UP = "up"                   # down -> up: alert with the outage's duration
+    CLOCK = "clock"             # the device's own clock check changed its verdict: recorded, not alerted
 
 
 ALERTING = frozenset({Kind.DOWN, Kind.REMINDER, Kind.UP})

@@ -16,7 +16,7 @@ from appliance.clock import SystemClock
 from appliance.config.schema import Monitor
 from appliance.monitor.accesslog import AccessLogFollower
 from appliance.monitor.dispatch import Dispatcher
-from appliance.monitor.events import Kind, State
+from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
 from appliance.monitor.machine import Machine
 from appliance.monitor.store import Store
@@ -95,6 +95,7 @@ class MonitorService:
                 return Answer(401, {"ok": False, "error": "unknown device: it is no longer in [[monitor.devices]]"})
             self.received_total += 1
             events = self.machine.heartbeat(beat["device"], now)
+            events += self._clock_change(beat, now)
             beat["received_at"] = now.wall
             # A second estimate of the device's clock offset, independent of its own NTP check: its send
             # time against our receive time (it includes the one-way network delay, a few ms).
@@ -106,6 +107,18 @@ class MonitorService:
                 self._record(events)
             self._nudge()
         return Answer(200, {"ok": True, "received_at": now.wall, "state": state})
+
+    def _clock_change(self, beat, now):
+        """An event when the device's clock verdict differs from its previous heartbeat's."""
+        new = beat.get("time")
+        old = (self._beats.get(beat["device"]) or {}).get("time")
+        if not new or not old or new["verdict"] == old["verdict"]:
+            return []
+        state = self.machine.view(beat["device"]).state
+        reason = f"clock check {old['verdict']} -> {new['verdict']}"
+        if new.get("reason"):
+            reason += f": {new['reason']}"
+        return [Event(beat["device"], Kind.CLOCK, state, state, now.wall, reason)]
 
     def _heard_in_log(self, name, line_epoch):
         now = self._clock.now()
@@ -208,6 +221,8 @@ class MonitorService:
                 self._outages[e.device] = self._outages.get(e.device, 0) + 1
             if e.kind is Kind.REMINDER:
                 log.info("%s: still down (%s); reminding", e.device, e.reason)
+            elif e.kind is Kind.CLOCK:
+                log.info("%s: %s", e.device, e.reason)
             else:
                 log.info("%s: %s -> %s (%s)", e.device, e.old.value, e.new.value, e.reason)
         if any(e.alerts for e in stored):

@@ -339,3 +339,23 @@ def test_a_transition_survives_a_database_that_refuses_writes_for_a_while(make_c
     assert queued(service) == [("down", "email"), ("down", "outbox")]
     errors = sorted(r.getMessage().split(" to ")[0] for r in caplog.records if r.levelname == "ERROR")
     assert errors == ["cannot write events", "cannot write heartbeat times"]  # once each, not once a tick
+
+
+def test_a_change_of_the_devices_clock_verdict_is_recorded_not_alerted(make_config, services):
+    clock = ManualClock()
+    service = services(make_config(monitored()), clock)
+
+    def beat_with(verdict, seq):
+        body = {"device": "home", "sent_at": clock.now().wall, "seq": seq, "boot_id": "b00t-1", "uptime_s": 60.0,
+                "time": {"verdict": verdict, "reason": f"reason for {verdict}", "offset_ms": 1.0}}
+        answer = service.receive(json.dumps(body).encode(), "application/json", "Bearer home-token-123")
+        assert answer.status == 200, answer.body
+
+    beat_with("ok", 1)
+    beat_with("ok", 2)
+    beat_with("drifting", 3)
+    assert kinds(service) == [("home", Kind.FIRST_SEEN), ("home", Kind.CLOCK)]
+    assert service.store.events()[0].reason == "clock check ok -> drifting: reason for drifting"
+    assert queued(service) == []
+    device = {d["name"]: d for d in service.devices()}["home"]
+    assert device["time"]["verdict"] == "drifting" and abs(device["clock_offset_ms"]) < 1
