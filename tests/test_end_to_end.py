@@ -227,20 +227,25 @@ def test_a_bad_config_exits_2_names_the_key_and_leaves_the_file_alone(tmp_path):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 
 
-def test_agent_with_no_config_runs_and_says_not_configured(tmp_path, procs):
-    agent = procs("agent", str(tmp_path / "missing.toml"))
+# A first-boot config: nothing but what keeps the clock check on loopback (a missing file would make the
+# agent check the clock against pool.ntp.org, which the tests must not reach).
+FIRST_BOOT = "[time]\nservers = []\n"
+
+
+def test_agent_with_no_settings_runs_and_says_not_configured(tmp_path, procs):
+    agent = procs("agent", write(tmp_path / "first-boot.toml", FIRST_BOOT))
     wait_until(lambda: "not configured" in agent.output, 10, "the not-configured message")
     assert agent.p.poll() is None
     agent.kill(signal.SIGTERM)
     assert agent.p.returncode == 0
 
 
-def test_unconfigured_agent_picks_up_settings_when_the_file_appears(tmp_path, procs, monitor_config):
+def test_unconfigured_agent_picks_up_settings_when_they_are_saved(tmp_path, procs, monitor_config):
     config, port = monitor_config
     procs("monitor", config)
     wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
     path = tmp_path / "later.toml"
-    agent = procs("agent", str(path))
+    agent = procs("agent", write(path, FIRST_BOOT))
     wait_until(lambda: "not configured" in agent.output, 10, "the not-configured message")
     path.write_text(agent_toml(tmp_path, port))
     wait_until(lambda: device_state(port) == "up", 15, "heartbeats after the config appeared")
