@@ -39,3 +39,17 @@ class ListenError(PhonehomeError):
 
 class StoreError(PhonehomeError):
     """The monitor's database cannot be opened; the message names data_dir."""
+
+
+class TimezoneError(PhonehomeError):
+    """The time zone could not be set; the message says why and what to do.
+
+    ``permitted`` is False when the system refused for lack of rights (run as
+    root or grant the right); ``usage`` is True when the zone name itself is
+    wrong (nothing was run).
+    """
+
+    def __init__(self, message, *, permitted=True, usage=False):
+        super().__init__(message)
+        self.permitted = permitted
+        self.usage = usage

@@ -1,11 +1,12 @@
 """``python -m bench``: every benchmark in turn, then their headline figures and goals together.
 
-Each is also runnable alone: ``python -m bench.detection``, ``python -m bench.ingest``.
+Each is also runnable alone: ``python -m bench.detection``, ``python -m bench.ingest``,
+``python -m bench.timecheck``.
 """
 
 import time
 
-from bench import detection, ingest
+from bench import detection, ingest, timecheck
 from bench.common import ms, table
 
 
@@ -14,6 +15,8 @@ def main():
     runs = detection.main([])
     print("\n")
     result = ingest.main([])
+    print("\n")
+    timecheck.main([])
     rows = []
     for r in runs:
         for label, key in (("detection latency", "detection_s"), ("restore latency", "restore_s")):

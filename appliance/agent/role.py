@@ -24,17 +24,22 @@ class AgentRole:
         self._clock = clock or SystemClock()
         self.sender = None
         self.monitor = None
+        self.time = None
         self.paused = False
 
     def start(self):
         # The monitor first, so a Pi that phones itself (the demo) does not start with a refused beat;
         # a monitor that cannot start is logged and never keeps the Pi from phoning home.
         self._apply_monitor(self._config)
+        self._apply_time(self._config)
         self._apply_sender(self._config)
         return self
 
     def apply(self, config):
         old, self._config = self._config, config
+        if (old.time, old.data_dir) != (config.time, config.data_dir):
+            self._stop_time()
+            self._apply_time(config)
         if (old.device, old.heartbeat, old.data_dir) != (config.device, config.heartbeat, config.data_dir):
             self._stop_sender()
             self._apply_sender(config)
@@ -54,6 +59,16 @@ class AgentRole:
             log.error("the monitor inside this agent is not running: %s; heartbeats go on", exc)
             self.monitor = None
 
+    def _apply_time(self, config):
+        """The clock check runs from first boot on, configured or not: the owner wants to see the clock."""
+        from appliance.timecheck.checker import TimeChecker
+
+        self.time = TimeChecker(config.time, clock=self._clock, data_dir=config.data_dir)
+        self.time.start()
+
+    def _time_payload(self):
+        return self.time.status.as_payload() if self.time is not None else None
+
     def _apply_sender(self, config):
         from appliance.agent.heartbeats import HeartbeatSender
 
@@ -69,7 +84,8 @@ class AgentRole:
             log.warning("cannot create data_dir %s (%s): heartbeats go on, but send failures will not be "
                         "remembered across a restart; set data_dir to a writable directory", config.data_dir,
                         exc.strerror)
-        self.sender = HeartbeatSender(config, clock=self._clock, data_dir=config.data_dir)
+        self.sender = HeartbeatSender(config, clock=self._clock, data_dir=config.data_dir,
+                                      time_status=self._time_payload)
         if self.paused:
             self.sender.pause()
         self.sender.start()
@@ -92,6 +108,11 @@ class AgentRole:
             self.sender.stop()
             self.sender = None
 
+    def _stop_time(self):
+        if self.time is not None:
+            self.time.stop()
+            self.time = None
+
     def _stop_monitor(self):
         if self.monitor is not None:
             self.monitor.stop()
@@ -99,4 +120,5 @@ class AgentRole:
 
     def stop(self):
         self._stop_sender()
+        self._stop_time()
         self._stop_monitor()

@@ -112,7 +112,8 @@ class MonitorService:
         """An event when the device's clock verdict differs from its previous heartbeat's."""
         new = beat.get("time")
         old = (self._beats.get(beat["device"]) or {}).get("time")
-        if not new or not old or new["verdict"] == old["verdict"]:
+        # "unknown" is the agent's state before its first check, not a verdict worth a history line.
+        if not new or not old or new["verdict"] == old["verdict"] or old["verdict"] == "unknown":
             return []
         state = self.machine.view(beat["device"]).state
         reason = f"clock check {old['verdict']} -> {new['verdict']}"

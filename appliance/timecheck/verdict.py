@@ -1,0 +1,199 @@
+"""The clock verdict: a pure function of the servers' answers, the time service's state and the zone.
+
+Verdicts, most serious first (the verdict is the first that applies; the
+one-line reason names every problem):
+
+* ``drifting``: the servers' consensus puts our clock more than
+  ``max_offset_ms`` from theirs;
+* ``unsynced``: the system's time service says it is not synchronised (or,
+  with no servers configured, no time service runs at all);
+* ``unreachable``: servers are configured and none gave a usable answer;
+* ``wrong-zone``: the system's time zone is not the configured one;
+* ``ok``: none of these.
+
+``unknown`` is not a verdict this module gives: it is the checker's value
+before its first check has finished, and means only "not checked yet".
+
+The consensus is Marzullo's: each usable answer says the true offset lies
+within [offset - delay/2 - margin, offset + delay/2 + margin], margin being
+half of ``max_offset_ms`` (at least 1 ms), i.e. servers within
+``max_offset_ms`` of each other agree. The largest set of servers whose
+intervals overlap are the truechimers; the consensus offset is the median of
+their offsets, so a single falseticker cannot flip the verdict. When no set
+holds a majority (1 against 1, 2 against 2), the set furthest from zero is
+taken: the appliance cannot vouch for a clock its servers disagree on.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from appliance.timefmt import format_duration
+
+OK, DRIFTING, UNSYNCED, UNREACHABLE, WRONG_ZONE, UNKNOWN = (
+    "ok", "drifting", "unsynced", "unreachable", "wrong-zone", "unknown")
+PRECEDENCE = (DRIFTING, UNSYNCED, UNREACHABLE, WRONG_ZONE, OK)
+MIN_MARGIN_MS = 1.0
+_LISTED = 3  # servers named in one reason before "and N more"
+
+
+@dataclass(frozen=True)
+class ZoneCheck:
+    """The system's time zone against the configured one.
+
+    ``wanted_zone`` "" means not checked; ``system_zone`` None means it could
+    not be read; ``matches`` is None when not checked.
+    """
+
+    system_zone: str | None
+    wanted_zone: str = ""
+    matches: bool | None = None
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """What the usable answers agree on: offset and jitter in ms, and who agrees."""
+
+    offset_ms: float
+    jitter_ms: float | None
+    truechimers: tuple
+    falsetickers: tuple
+    majority: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check.
+
+    ``name`` is ok, drifting, unsynced, unreachable or wrong-zone;
+    ``reason`` one line for people; ``offset_ms`` the consensus offset
+    (positive: our clock is ahead) and ``jitter_ms`` its jitter, None without
+    usable answers; ``agree`` how many servers make up the consensus and
+    ``usable`` how many answered usefully; ``problems`` every verdict that
+    applies, most serious first (empty when ok).
+    """
+
+    name: str
+    reason: str
+    offset_ms: float | None = None
+    jitter_ms: float | None = None
+    agree: int = 0
+    usable: int = 0
+    problems: tuple[str, ...] = ()
+
+
+def format_offset(ms):
+    """An offset's size for people: "0.4 ms", "12 ms", "2.3 s", "5 min", "3 d 2 h" (no sign)."""
+    ms = abs(ms)
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 999.5:
+        return f"{ms:.0f} ms"
+    if ms < 59_950:
+        return f"{ms / 1000:.1f} s"
+    return format_duration(ms / 1000)
+
+
+def _side(offset_ms):
+    return "ahead of" if offset_ms >= 0 else "behind"
+
+
+def consensus(servers, *, max_offset_ms):
+    """The Consensus of the usable answers among ``servers`` (ServerStatus), or None when none is usable."""
+    good = [s for s in servers if s.answer.ok]
+    if not good:
+        return None
+    margin = max(max_offset_ms / 2, MIN_MARGIN_MS)
+    edges = []
+    for i, s in enumerate(good):
+        half = s.answer.delay_ms / 2 + margin
+        edges += [(s.answer.offset_ms - half, 0, i), (s.answer.offset_ms + half, 1, i)]
+    edges.sort()  # at equal values starts (0) come before ends (1): touching intervals overlap
+    active, best, groups = set(), 0, []
+    for _, kind, i in edges:
+        if kind == 1:
+            active.discard(i)
+            continue
+        active.add(i)
+        if len(active) > best:
+            best, groups = len(active), [frozenset(active)]
+        elif len(active) == best and frozenset(active) not in groups:
+            groups.append(frozenset(active))
+    chosen = max(groups, key=lambda g: abs(statistics.median(good[i].answer.offset_ms for i in g)))
+    truechimers = tuple(s for i, s in enumerate(good) if i in chosen)
+    offset = statistics.median(s.answer.offset_ms for s in truechimers)
+    return Consensus(offset_ms=offset, jitter_ms=_jitter_ms(truechimers, offset),
+                     truechimers=truechimers, falsetickers=tuple(s for s in good if s not in truechimers),
+                     majority=len(groups) == 1 and 2 * best > len(good))
+
+
+def _jitter_ms(truechimers, offset_ms):
+    # Like ntpd's system jitter: the servers' own jitter combined with how far they are from each other.
+    peers = [s.jitter_ms for s in truechimers if s.jitter_ms is not None]
+    peer_sq = sum(j * j for j in peers) / len(peers) if peers else None
+    selection_sq = (sum((s.answer.offset_ms - offset_ms) ** 2 for s in truechimers) / len(truechimers)
+                    if len(truechimers) >= 2 else None)
+    if peer_sq is None and selection_sq is None:
+        return None
+    return math.sqrt((peer_sq or 0.0) + (selection_sq or 0.0))
+
+
+def _plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _listed(items):
+    shown = "; ".join(items[:_LISTED])
+    return shown + (f"; and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def decide(servers, sync, zone, *, max_offset_ms):
+    """The Verdict of one check. Pure.
+
+    ``servers``: a ServerStatus per configured server (empty when none are
+    configured); ``sync``: the time service's state (``service`` name or
+    "none", ``synchronized`` True/False/None); ``zone``: a ZoneCheck;
+    ``max_offset_ms``: the drift limit.
+    """
+    found = consensus(servers, max_offset_ms=max_offset_ms)
+    problems, parts, notes = [], [], []
+    if found is not None:
+        agree = len(found.truechimers)
+        if abs(found.offset_ms) > max_offset_ms:
+            problems.append(DRIFTING)
+        line = f"clock {format_offset(found.offset_ms)} {_side(found.offset_ms)} {_plural(agree, 'server')}"
+        if found.falsetickers:
+            others = [f"{s.server}: clock {format_offset(s.answer.offset_ms)} {_side(s.answer.offset_ms)} it"
+                      for s in found.falsetickers]
+            verb = "disagrees" if len(others) == 1 else "disagree"
+            line += f"; {len(others)} other {verb} ({_listed(others)})"
+            if not found.majority:
+                line += "; no majority, so the furthest group counts"
+        parts.append(line)
+    if sync.synchronized is False:
+        problems.append(UNSYNCED)
+        parts.append(f"{sync.service} not synchronised")
+    elif sync.service == "none" and not servers:
+        problems.append(UNSYNCED)
+        parts.append("no time service found (timesyncd, chrony, ntpd) and no [time] servers to compare with")
+    elif sync.service == "none":
+        notes.append("no time service found (timesyncd, chrony, ntpd)")
+    unusable = [f"{s.server}: {s.answer.status}" for s in servers if not s.answer.ok]
+    if servers and found is None:
+        problems.append(UNREACHABLE)
+        parts.append(f"none of {_plural(len(servers), 'server')} answered usefully ({_listed(unusable)})")
+    elif unusable:
+        notes.append(f"{len(unusable)} unusable ({_listed(unusable)})")
+    if zone.wanted_zone and not zone.matches:
+        problems.append(WRONG_ZONE)
+        parts.append(f"clock in {zone.system_zone}, expected {zone.wanted_zone}" if zone.system_zone
+                     else f"system time zone unknown, expected {zone.wanted_zone}")
+    if not servers and sync.synchronized:
+        parts.append(f"{sync.service} synchronised (no [time] servers to compare with)")
+    problems.sort(key=PRECEDENCE.index)
+    name = problems[0] if problems else OK
+    reason = "; ".join(parts + notes) or "nothing to check"
+    return Verdict(name=name, reason=reason,
+                   offset_ms=found.offset_ms if found else None, jitter_ms=found.jitter_ms if found else None,
+                   agree=len(found.truechimers) if found else 0,
+                   usable=sum(1 for s in servers if s.answer.ok), problems=tuple(problems))
