@@ -260,3 +260,30 @@ def test_demo_scripted_shows_down_and_up(tmp_path):
              for n in outbox]
     assert kinds == ["DOWN", "UP"], (outbox, r.stdout)
     assert "DOWN" in r.stdout and "UP" in r.stdout
+
+
+def clock_report(port):
+    """The device's clock report once its first check has finished, else None."""
+    report = (device(port) or {}).get("time") or {}
+    return report if report.get("verdict") not in (None, "unknown") else None
+
+
+def test_the_agents_clock_check_reaches_the_monitor(tmp_path, procs, monitor_config):
+    from appliance.timecheck.loopback import FakeNtpServer
+
+    config, port = monitor_config
+    behind = [FakeNtpServer(skew_s=-2.3) for _ in range(3)]  # three servers agree: our clock is 2.3 s ahead
+    for server in behind:
+        server.start()
+    try:
+        servers = ", ".join(f'"{s.spec}"' for s in behind)
+        text = agent_toml(tmp_path, port).replace("servers = []", f"servers = [{servers}]")
+        procs("monitor", config)
+        wait_until(lambda: device_state(port) == "new", 10, "the monitor to answer")
+        procs("agent", write(tmp_path / "agent.toml", text))
+        report = wait_until(lambda: clock_report(port), 15, "the agent's clock report")
+        assert report["verdict"] == "drifting", report
+        assert 2200 < report["offset_ms"] < 2400 and "3 servers" in report["reason"]
+    finally:
+        for server in behind:
+            server.stop()
