@@ -52,6 +52,8 @@ def _type(hint):
 
 
 def _default(f):
+    if f.metadata.get("shown"):
+        return f"`{f.metadata['shown']}`"
     if f.default is dataclasses.MISSING:
         return "required"
     if f.default in ("", ()):

@@ -76,7 +76,8 @@ def check_port(value):
 class Device:
     """This appliance."""
 
-    name: str = setting("", doc="this appliance's name, as the monitor knows it (e.g. 'home')", check=check_name)
+    name: str = setting("", doc="this appliance's name, as the monitor knows it (e.g. 'home'); empty: not set yet",
+                        check=lambda v: check_name(v) if v else None)
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,74 @@ class Time:
             yield "servers", "lists a server twice; remove the repeat"
 
 
+DISPLAY_DRIVERS = ("none", "ssd1306", "sh1106", "emulator")
+# BCM numbers of the GPIO pins on the 40-pin header of the supported boards.
+GPIO_PINS = range(2, 28)
+
+
+def check_pin(value):
+    if value not in GPIO_PINS:
+        return f"must be a BCM GPIO number from 2 to 27 (the 40-pin header's GPIOs), got {value}"
+    return None
+
+
+def check_i2c_address(value):
+    # 0x00-0x07 and 0x78-0x7F are reserved by the I2C specification.
+    if not 0x08 <= value <= 0x77:
+        return f"must be an I2C address from 0x08 to 0x77 (usually 0x3C or 0x3D), got {value:#04x}"
+    return None
+
+
+@dataclass(frozen=True)
+class Display:
+    """The small OLED on the appliance."""
+
+    driver: str = setting("none", doc="ssd1306, sh1106, none (no display) or emulator (renders to a PNG file)",
+                          choices=DISPLAY_DRIVERS)
+    i2c_port: int = setting(1, doc="the I2C bus number (/dev/i2c-N)", min=0)
+    i2c_address: int = setting(0x3C, doc="the display's I2C address (write it as 0x3C)", check=check_i2c_address,
+                               shown="0x3C")
+    width: int = setting(128, doc="pixels across", choices=(128,))
+    height: int = setting(64, doc="pixels down", choices=(64, 32))
+    rotate: int = setting(0, doc="degrees the picture is turned", choices=(0, 90, 180, 270))
+    page_s: float = setting(5.0, doc="seconds each page is shown before the next", min=MIN_INTERVAL_S, unit=" s")
+    dim_after_s: float = setting(300.0, doc="dim the display after this long without a button press "
+                                            "(against OLED burn-in); 0 = never", min=0, unit=" s")
+    emulator_file: str = setting("", doc="where the emulator driver writes its PNG (default: data_dir/display.png)",
+                                 path=True)
+
+
+@dataclass(frozen=True)
+class Leds:
+    """Status LEDs: separate green/red (and optional amber) LEDs, or one RGB LED."""
+
+    green: int | None = setting(None, doc="BCM pin of the green LED", check=check_pin)
+    red: int | None = setting(None, doc="BCM pin of the red LED", check=check_pin)
+    amber: int | None = setting(None, doc="BCM pin of the amber LED (optional)", check=check_pin)
+    rgb: tuple[int, ...] = setting((), doc="BCM pins of one RGB LED as [red, green, blue], instead of the above",
+                                   check=check_pin)
+    active_high: bool = setting(True, doc="false when an LED lights with its pin low (common anode)")
+
+    @property
+    def pins(self):
+        return [p for p in (self.green, self.red, self.amber, *self.rgb) if p is not None]
+
+    def problems(self):
+        if self.rgb and len(self.rgb) != 3:
+            yield "rgb", f"must list three pins [red, green, blue], got {len(self.rgb)}"
+        if self.rgb and any(p is not None for p in (self.green, self.red, self.amber)):
+            yield "rgb", "set either rgb or green/red/amber, not both"
+        if (self.green is None) != (self.red is None) and not self.rgb:
+            yield "red" if self.red is None else "green", "set both green and red (amber is optional)"
+
+
+@dataclass(frozen=True)
+class Button:
+    """The push button: press for the next page, hold for setup, hold longer for a factory reset."""
+
+    pin: int | None = setting(None, doc="BCM pin the button connects to ground", check=check_pin)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration file."""
@@ -271,6 +340,9 @@ class Config:
     monitor: Monitor | None = setting(None, doc="the [monitor] table; an agent with one also runs a monitor")
     alerts: Alerts = setting(doc="the [alerts] table", factory=Alerts)
     time: Time = setting(doc="the [time] table", factory=Time)
+    display: Display = setting(doc="the [display] table", factory=Display)
+    leds: Leds = setting(doc="the [leds] table", factory=Leds)
+    button: Button = setting(doc="the [button] table", factory=Button)
 
     @property
     def agent_configured(self):
@@ -278,5 +350,8 @@ class Config:
         return bool(self.device.name and self.heartbeat.targets)
 
     def problems(self):
+        pins = self.leds.pins + ([self.button.pin] if self.button.pin is not None else [])
+        for pin in sorted({p for p in pins if pins.count(p) > 1}):
+            yield "leds", f"GPIO {pin} is used twice (LEDs and button need a pin each)"
         if self.heartbeat.targets and not self.device.name:
             yield "device.name", "required when heartbeat.targets are set: the monitor knows the device by it"

@@ -16,14 +16,15 @@ import typing
 
 
 def setting(default=dataclasses.MISSING, *, doc, factory=None, check=None, min=None, choices=None, unit="",
-            path=False):
+            path=False, shown=None):
     """A config field with its documentation and its checks.
 
     ``check(value)`` returns an error message or None; ``min`` is the smallest
     accepted number; ``choices`` the accepted strings; ``path`` marks a file
-    or directory name that is taken relative to the config file's directory.
+    or directory name that is taken relative to the config file's directory;
+    ``shown`` is how the reference writes the default (e.g. "0x3C").
     """
-    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit, "path": path}
+    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit, "path": path, "shown": shown}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -128,7 +129,8 @@ def _join(path, key):
 
 
 def _suggest(word, candidates):
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    candidates = [c for c in candidates if isinstance(c, str)]  # numbers have no near misses worth naming
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

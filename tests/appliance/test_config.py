@@ -154,3 +154,26 @@ def test_errors_do_not_repeat_secrets_carried_in_urls():
     found = problems("[[heartbeat.targets]]\nkind='url'\nurl='ftp://host/ping/SECRET-KEY'\n"
                      "[alerts]\nurls=['tgram://SECRET-BOT-TOKEN/']\n[device]\nname='a'")
     assert found and all("SECRET" not in p for p in found), found
+
+
+def test_an_unconfigured_config_survives_a_round_trip():
+    c = parse_config("")
+    assert parse_config(dump_config(c)) == c
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[display]\ni2c_address = 0x80", "display.i2c_address: must be an I2C address from 0x08 to 0x77"),
+    ("[display]\nheight = 48", "display.height: must be one of 64, 32, got 48"),
+    ("[display]\nrotate = 45", "display.rotate: must be one of 0, 90, 180, 270"),
+    ("[display]\ndriver = 'ssd1305'", "display.driver: must be one of 'none', 'ssd1306', 'sh1106', 'emulator', "
+                                      "got 'ssd1305' (did you mean 'ssd1306'?)"),
+    ("[leds]\ngreen = 1\nred = 27", "leds.green: must be a BCM GPIO number from 2 to 27"),
+    ("[leds]\ngreen = 17", "leds.red: set both green and red"),
+    ("[leds]\nrgb = [5, 6]", "leds.rgb: must list three pins"),
+    ("[leds]\nrgb = [5, 6, 13]\namber = 19", "leds.rgb: set either rgb or green/red/amber"),
+    ("[leds]\ngreen = 17\nred = 27\n[button]\npin = 17", "leds: GPIO 17 is used twice"),
+    ("[button]\npin = 40", "button.pin: must be a BCM GPIO number from 2 to 27"),
+])
+def test_bad_hardware_settings_are_named(text, expected):
+    found = problems(text)
+    assert any(p.startswith(expected) for p in found), found
