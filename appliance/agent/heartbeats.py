@@ -46,6 +46,7 @@ class TargetStatus:
     consecutive_failures: int = 0
     last_attempt_at: float | None = None
     last_received_at: float | None = None
+    beats_ok: int = 0  # delivered beats since the agent started (a status LED blinks once per beat)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class TargetWorker:
         elif old.state == "unknown":
             log.info("heartbeat to %s ok (round trip %.0f ms)", old.label, result.rtt_ms)
         self._status = replace(old, state="ok", last_ok_at=now.wall, last_rtt_ms=result.rtt_ms, last_error=None,
+                               beats_ok=old.beats_ok + 1,
                                consecutive_failures=0, last_attempt_at=now.wall,
                                last_received_at=result.received_at)
 
