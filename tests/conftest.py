@@ -3,6 +3,7 @@
 
 import email
 import email.policy
+import ipaddress
 import socket
 
 import pytest
@@ -10,6 +11,54 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 SMTP_USER, SMTP_PASSWORD = "alerts@example.com", "correct horse"
+
+
+def _loopback(host):
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified  # 0.0.0.0 is this host: binding, not traffic
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch):
+    """Tests talk to 127.0.0.1 only: a lookup of any other name, or a connection elsewhere, fails the test.
+
+    (Subprocesses are kept on loopback by their configs; this guards the test process itself.)
+    """
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect, real_connect_ex, real_sendto = socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, bytes):
+            host = host.decode()
+        if not _loopback(host):
+            raise AssertionError(f"a test tried to look up {host!r}: tests talk only to 127.0.0.1")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def checked(address):
+        if isinstance(address, tuple) and not _loopback(address[0]):
+            raise AssertionError(f"a test tried to reach {address!r}: tests talk only to 127.0.0.1")
+
+    def connect(self, address):
+        checked(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        checked(address)
+        return real_connect_ex(self, address)
+
+    def sendto(self, data, *args):
+        checked(args[-1])
+        return real_sendto(self, data, *args)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket.socket, "sendto", sendto)
 
 
 def _free_port():

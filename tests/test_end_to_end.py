@@ -14,6 +14,8 @@ import time
 import pytest
 import requests
 
+from appliance.atomic import write_atomic
+
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-token-0123456789"
@@ -23,7 +25,8 @@ SILENCE_S = 1.0
 
 
 def write(path, text):
-    path.write_text(text)
+    # Atomic: a running agent must never read a half-written config (it would fall back to the defaults).
+    write_atomic(str(path), text)
     return str(path)
 
 
@@ -247,7 +250,7 @@ def test_unconfigured_agent_picks_up_settings_when_they_are_saved(tmp_path, proc
     path = tmp_path / "later.toml"
     agent = procs("agent", write(path, FIRST_BOOT))
     wait_until(lambda: "not configured" in agent.output, 10, "the not-configured message")
-    path.write_text(agent_toml(tmp_path, port))
+    write(path, agent_toml(tmp_path, port))
     wait_until(lambda: device_state(port) == "up", 15, "heartbeats after the config appeared")
 
 

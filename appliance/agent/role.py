@@ -38,7 +38,6 @@ class AgentRole:
     def apply(self, config):
         old, self._config = self._config, config
         if (old.time, old.data_dir) != (config.time, config.data_dir):
-            self._stop_time()
             self._apply_time(config)
         if (old.device, old.heartbeat, old.data_dir) != (config.device, config.heartbeat, config.data_dir):
             self._stop_sender()
@@ -60,14 +59,28 @@ class AgentRole:
             self.monitor = None
 
     def _apply_time(self, config):
-        """The clock check runs from first boot on, configured or not: the owner wants to see the clock."""
+        """Start the clock check, replacing a running one only once the new one runs.
+
+        It runs from first boot on, configured or not: the owner wants to see the
+        clock. The old checker is stopped first (it writes its history) and the
+        new one is swapped in whole, so a heartbeat never sees a half-made one.
+        """
         from appliance.timecheck.checker import TimeChecker
 
-        self.time = TimeChecker(config.time, clock=self._clock, data_dir=config.data_dir)
-        self.time.start()
+        old = self.time
+        if old is not None:
+            old.stop()
+        try:
+            checker = TimeChecker(config.time, clock=self._clock, data_dir=config.data_dir)
+            checker.start()
+        except Exception:  # the clock check is a report: it must never keep the Pi from phoning home
+            log.exception("the clock check could not start; heartbeats go on without a clock report")
+            checker = None
+        self.time = checker
 
     def _time_payload(self):
-        return self.time.status.as_payload() if self.time is not None else None
+        checker = self.time  # read once: a reload may swap it meanwhile
+        return checker.status.as_payload() if checker is not None else None
 
     def _apply_sender(self, config):
         from appliance.agent.heartbeats import HeartbeatSender

@@ -113,9 +113,10 @@ def _time(report):
     out = {"verdict": verdict}
     for key, limit in (("reason", 200), ("service", 32), ("zone", 64)):
         value = report.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
-            raise BadHeartbeat(f"time.{key}", f"must be a string of at most {limit} characters")
-        out[key] = value
+        if value is not None and not isinstance(value, str):
+            raise BadHeartbeat(f"time.{key}", "must be a string")
+        # Cut, not refused: a heartbeat is never lost over the length of an optional text.
+        out[key] = value if value is None or len(value) <= limit else value[:limit - 1] + "…"
     for key in ("offset_ms", "jitter_ms", "checked_at"):
         value = report.get(key)
         if value is not None:

@@ -52,6 +52,8 @@ class MonitorService:
         self._tokens = {d.name: d.token.encode() for d in settings.devices}
         self.machine = Machine(settings.devices, started=now, restored=self.store.restored())
         self._beats = self.store.last_beats()
+        self._verdicts = {name: (b.get("time") or {}).get("verdict") for name, b in self._beats.items()
+                          if (b.get("time") or {}).get("verdict") not in (None, "unknown")}
         self._dirty = {}
         self._outages = self.store.outage_counts()
         self.received_total = 0
@@ -109,17 +111,25 @@ class MonitorService:
         return Answer(200, {"ok": True, "received_at": now.wall, "state": state})
 
     def _clock_change(self, beat, now):
-        """An event when the device's clock verdict differs from its previous heartbeat's."""
+        """An event when the device's clock verdict differs from the last one it reported.
+
+        "unknown" (an agent that has not finished its first check, e.g. just
+        restarted) and beats without a report say nothing about the clock, so
+        they neither make an event nor reset the comparison.
+        """
         new = beat.get("time")
-        old = (self._beats.get(beat["device"]) or {}).get("time")
-        # "unknown" is the agent's state before its first check, not a verdict worth a history line.
-        if not new or not old or new["verdict"] == old["verdict"] or old["verdict"] == "unknown":
+        if not new or new["verdict"] == "unknown":
             return []
-        state = self.machine.view(beat["device"]).state
-        reason = f"clock check {old['verdict']} -> {new['verdict']}"
+        device = beat["device"]
+        old = self._verdicts.get(device)
+        self._verdicts[device] = new["verdict"]
+        if old is None or old == new["verdict"]:
+            return []
+        state = self.machine.view(device).state
+        reason = f"clock check {old} -> {new['verdict']}"
         if new.get("reason"):
             reason += f": {new['reason']}"
-        return [Event(beat["device"], Kind.CLOCK, state, state, now.wall, reason)]
+        return [Event(device, Kind.CLOCK, state, state, now.wall, reason)]
 
     def _heard_in_log(self, name, line_epoch):
         now = self._clock.now()
