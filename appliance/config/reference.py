@@ -31,7 +31,8 @@ def _table(cls, path, out):
             doc += f" (at least {f.metadata['min']:g})"
         if f.metadata.get("choices"):
             doc += " (one of " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + ")"
-        rows.append(f"| `{f.name}` | {_type(hint)} | {_default(f)} | {doc} |")
+        kind = "milliseconds" if f.metadata.get("unit") == " ms" else _type(hint)
+        rows.append(f"| `{f.name}` | {kind} | {_default(f)} | {doc} |")
     if rows:
         out += [f"#### {header}", "", "| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
     for inner, child in children:
