@@ -66,6 +66,14 @@ def _parser():
     set_zone = actions.add_parser("set-timezone", help="set the system's time zone (timedatectl set-timezone)")
     set_zone.add_argument("zone", metavar="ZONE", help="an IANA time zone, e.g. America/New_York")
     with_config(set_zone).set_defaults(run=_time_set_timezone)
+    display = sub.add_parser("display", help="The appliance's OLED display.",
+                             description="The appliance's OLED display.")
+    display_actions = display.add_subparsers(dest="display_command", metavar="ACTION", required=True)
+    snapshot = display_actions.add_parser(
+        "snapshot", help="save the picture the display shows as a PNG (exit 0 ok, 1 a problem, 2 bad usage or "
+                         "config); without a running agent, a fresh rendering of the Status page")
+    snapshot.add_argument("file", metavar="FILE.png", help="where to write the PNG")
+    with_config(snapshot).set_defaults(run=_display_snapshot)
     demo = command("demo", _demo, "Run a monitor and an agent on 127.0.0.1 and show an outage and its alerts.")
     demo.add_argument("--dir", default="demo-data", help="where the demo keeps its config, data and outbox")
     demo.add_argument("--scripted", action="store_true",
@@ -163,3 +171,59 @@ def _time_set_timezone(args):
         print(f"note: [time] timezone in {args.config} is {wanted!r}; the clock check will say 'wrong-zone' "
               f"until the two match")
     return EXIT_OK
+
+
+def _display_snapshot(args):
+    import time
+
+    from hardware.display import frame_path, png_bytes
+    from hardware.pages import STATUS, render
+
+    config = load_config(args.config)
+    display = config.display
+    mirror = frame_path(display, config.data_dir)
+    fresh_s = 2 * display.page_s + 2
+    data = None
+    if display.driver != "none" and mirror:
+        try:
+            if time.time() - os.stat(mirror).st_mtime <= fresh_s:
+                with open(mirror, "rb") as f:
+                    data = f.read()
+        except OSError:
+            pass  # no file, or not ours to read: a fresh rendering says as much below
+    if data is None:
+        swap = display.rotate in (90, 270)
+        width, height = (display.height, display.width) if swap else (display.width, display.height)
+        data = png_bytes(render(STATUS, _snapshot_without_agent(config), width=width, height=height,
+                                now_wall=time.time()))
+        if display.driver == "none":
+            why = "[display] driver is 'none', so no agent keeps a picture"
+        else:
+            why = f"the agent is not running (no picture newer than {fresh_s:g} s at {mirror or '/run/phonehome'})"
+        print(f"phonehome: {why}; {args.file} is a fresh rendering of the Status page", file=sys.stderr)
+    try:
+        with open(args.file, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        print(f"phonehome: cannot write {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    return EXIT_OK
+
+
+def _snapshot_without_agent(config):
+    """The Status page's facts as far as this process can tell without the agent: no heartbeat known."""
+    import time
+
+    from appliance.agent.system import read_uptime_s
+    from appliance.network import read_network
+    from appliance.setup import FILE_NAME, load_setup
+    from appliance.status import Snapshot
+
+    # Only an existing code is read: making one here would be a side effect of taking a picture.
+    setup_file = os.path.join(config.data_dir, FILE_NAME)
+    setup = load_setup(config.data_dir) if os.access(setup_file, os.R_OK) else None
+    configured = config.agent_configured
+    return Snapshot(at=time.time(), device_name=config.device.name, configured=configured,
+                    heartbeat="unknown" if configured else "off", last_ok_at=None, beats_sent=0, last_error=None,
+                    network=read_network(), time_verdict="unknown", time_reason="", time_offset_ms=None,
+                    time_zone=None, uptime_s=read_uptime_s(), setup=setup)

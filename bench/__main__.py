@@ -1,12 +1,12 @@
 """``python -m bench``: every benchmark in turn, then their headline figures and goals together.
 
 Each is also runnable alone: ``python -m bench.detection``, ``python -m bench.ingest``,
-``python -m bench.timecheck``.
+``python -m bench.timecheck``, ``python -m bench.display``.
 """
 
 import time
 
-from bench import detection, ingest, timecheck
+from bench import detection, display, ingest, timecheck
 from bench.common import ms, table
 
 
@@ -17,6 +17,8 @@ def main():
     result = ingest.main([])
     print("\n")
     timecheck.main([])
+    print("\n")
+    display.main([])
     rows = []
     for r in runs:
         for label, key in (("detection latency", "detection_s"), ("restore latency", "restore_s")):

@@ -14,6 +14,8 @@ from appliance.roles import MonitorRole
 
 log = logging.getLogger("phonehome.agent")
 
+NETWORK_READ_S = 10.0
+
 
 class AgentRole:
     """Runs what the config asks for and swaps parts when the config changes."""
@@ -25,7 +27,11 @@ class AgentRole:
         self.sender = None
         self.monitor = None
         self.time = None
+        self.panel = None
+        self.setup = None
         self.paused = False
+        self._network = None
+        self._network_read_mono = None
 
     def start(self):
         # The monitor first, so a Pi that phones itself (the demo) does not start with a refused beat;
@@ -33,6 +39,7 @@ class AgentRole:
         self._apply_monitor(self._config)
         self._apply_time(self._config)
         self._apply_sender(self._config)
+        self._apply_panel(self._config)
         return self
 
     def apply(self, config):
@@ -42,6 +49,10 @@ class AgentRole:
         if (old.device, old.heartbeat, old.data_dir) != (config.device, config.heartbeat, config.data_dir):
             self._stop_sender()
             self._apply_sender(config)
+        if (old.display, old.leds, old.button, old.data_dir) != (config.display, config.leds, config.button,
+                                                                 config.data_dir):
+            self._stop_panel()
+            self._apply_panel(config)
         if config.monitor is None:
             self._stop_monitor()
         self._apply_monitor(config)
@@ -121,6 +132,45 @@ class AgentRole:
             self.sender.stop()
             self.sender = None
 
+    def _apply_panel(self, config):
+        """The OLED, LEDs and button, when any is configured; absent hardware is retried by the panel itself."""
+        from appliance.setup import load_setup
+
+        self.setup = load_setup(config.data_dir)
+        if not self.setup.claimed:
+            log.info("setup code %s: enter it at %s to claim this appliance", self.setup.code, self.setup.url)
+        if config.display.driver == "none" and not config.leds.pins and config.button.pin is None:
+            return
+        try:
+            from hardware.panel import StatusPanel
+
+            self.panel = StatusPanel(config, snapshot=self.snapshot, clock=self._clock,
+                                     config_path=self._config_path).start()
+        except Exception:  # the panel is a report: it must never keep the Pi from phoning home
+            log.exception("the status display could not start; heartbeats go on")
+            self.panel = None
+
+    def snapshot(self):
+        """The appliance's status now (status.Snapshot) for the display, the LEDs and the web page."""
+        from appliance.agent.system import read_uptime_s
+        from appliance.network import read_network
+        from appliance.status import build_snapshot
+
+        now = self._clock.now()
+        # The network is read at most every NETWORK_READ_S: it changes rarely and reading it may run iw.
+        if self._network_read_mono is None or now.mono - self._network_read_mono >= NETWORK_READ_S:
+            self._network, self._network_read_mono = read_network(), now.mono
+        sender, checker, config = self.sender, self.time, self._config
+        return build_snapshot(now.wall, device_name=config.device.name, configured=config.agent_configured,
+                              targets=sender.status() if sender is not None else (),
+                              time_status=checker.status if checker is not None else None,
+                              network=self._network, uptime_s=read_uptime_s(), setup=self.setup)
+
+    def _stop_panel(self):
+        if self.panel is not None:
+            self.panel.stop()
+            self.panel = None
+
     def _stop_time(self):
         if self.time is not None:
             self.time.stop()
@@ -132,6 +182,7 @@ class AgentRole:
             self.monitor = None
 
     def stop(self):
+        self._stop_panel()
         self._stop_sender()
         self._stop_time()
         self._stop_monitor()

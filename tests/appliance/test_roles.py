@@ -134,3 +134,26 @@ def test_reload_keeps_the_running_config_when_the_file_vanished_or_is_bad(tmp_pa
     save_config(str(path), dataclasses.replace(good, data_dir=str(tmp_path)))
     assert reload_config(role, str(path))
     assert role.applied[0].device.name == "home"
+
+
+def test_an_agent_with_an_emulated_display_draws_its_status(tmp_path, roles):
+    from PIL import Image
+
+    png = tmp_path / "display.png"
+    config = parse_config(f"""
+data_dir = "{tmp_path / 'agent'}"
+[display]
+driver = "emulator"
+emulator_file = "{png}"
+[time]
+servers = []
+""")
+    agent = AgentRole(config, config_path=str(tmp_path / "phonehome.toml")).start()
+    roles.append(agent)
+    assert agent.snapshot().headline in ("SETUP", "NO NET")  # not configured (or no network here)
+    deadline = time.monotonic() + 5
+    while not png.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with Image.open(png) as image:
+        assert image.size == (128, 64)
+    assert agent.panel.display.frame is not None
