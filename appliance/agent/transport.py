@@ -95,7 +95,8 @@ class Resolver:
         """
         if _is_ip(host):
             return (host,)
-        if host.rstrip(".").endswith(".invalid") or host == "invalid":
+        name = host.rstrip(".").lower()  # DNS names ignore case; "x.invalid." is the same name, fully qualified
+        if name == "invalid" or name.endswith(".invalid"):
             # RFC 6761 6.4: resolvers should answer "no such name" for .invalid
             # themselves; glibc asks the DNS server, so we do it here.
             raise SendError(f"DNS lookup for {host} failed: Name or service not known")

@@ -246,8 +246,9 @@ class Time:
                                            "an empty list checks only the system's time service and zone",
                                        check=check_ntp_server)
     check_every_s: float = setting(900.0, doc="seconds between clock checks", min=MIN_INTERVAL_S, unit=" s")
-    until_synced_every_s: float = setting(30.0, doc="seconds between checks until the first good answer "
-                                                    "(after boot)", min=MIN_INTERVAL_S, unit=" s")
+    until_synced_every_s: float = setting(30.0, doc="after boot, the first wait between checks until a good "
+                                                    "answer; it doubles up to check_every_s",
+                                          min=MIN_INTERVAL_S, unit=" s")
     max_offset_ms: float = setting(500.0, doc="offset from the servers above which the clock is 'drifting'",
                                    min=0, unit=" ms")
     timeout_s: float = setting(5.0, doc="longest wait for one server's answer", min=MIN_INTERVAL_S, unit=" s")

@@ -2,30 +2,45 @@
 
 ``tick(now)`` is one step that tests call directly; the thread only repeats
 ``delay = tick(clock.now())`` and waits. The schedule runs on the monotonic
-clock: every ``until_synced_every_s`` until the first good NTP answer (after
-boot the clock may be hours off until NTP fixes it), then every
-``check_every_s``. A change of verdict is one log line and one
-``on_change(old, new)`` call, which LEDs, the display and the web page
-consume; a check that fails is logged once and retried, never stopping the
-agent.
+clock. Until the first good NTP answer (after boot the clock may be hours
+off until NTP fixes it) checks come fast: ``until_synced_every_s`` after the
+first, then backing off (``appliance.backoff.backoff_s``, doubling, with
+jitter) up to ``check_every_s``, so a Pi whose UDP port 123 is blocked does
+not ask every 30 s forever. After the first good answer, every
+``check_every_s``. A server that answers with the kiss-of-death RATE ("ask
+less often") is not asked again until ``check_every_s`` after that answer,
+i.e. until the next regular check; meanwhile it keeps its last answer.
+
+A change of verdict is one log line and one ``on_change(old, new)`` call,
+which LEDs, the display and the web page consume. A check that fails, or
+anything else that goes wrong in the thread, is logged once per streak of
+failures and retried with the same back-off, never stopping the agent.
+
+One check lasts about ``timeout_s``: the servers are asked at once while the
+time service is read within the same budget; a reading that still hangs
+after ``timeout_s`` + ``slack_s`` fails the check. ``stop()`` returns within
+about ``timeout_s`` + ``slack_s`` even when a check hangs.
 """
 
 import functools
 import logging
 import os
+import random
 import threading
+import time
 from dataclasses import dataclass
 
 from appliance.agent.transport import Resolver
+from appliance.backoff import backoff_s
 from appliance.timecheck.history import FILE_NAME, OffsetHistory
-from appliance.timecheck.ntp import query_servers
+from appliance.timecheck.ntp import KISS, query_servers
 from appliance.timecheck.system import check_zone, read_system
 from appliance.timecheck.tracking import ServerStatus, track
-from appliance.timecheck.verdict import OK, UNKNOWN, decide
+from appliance.timecheck.verdict import OK, UNKNOWN, decide, short_reason
 
 log = logging.getLogger("phonehome.timecheck")
 
-_STOP_JOIN_SLACK_S = 10.0
+SLACK_S = 1.0  # beyond timeout_s, for thread and process start-up on a busy Pi
 
 
 @dataclass(frozen=True)
@@ -56,11 +71,11 @@ class TimeStatus:
     zone_matches: bool | None = None
 
     def as_payload(self):
-        """The heartbeat's compact summary (JSON-able): verdict, reason, offset_ms, jitter_ms, service,
-        synchronized, zone, checked_at (epoch s)."""
+        """The heartbeat's compact summary (JSON-able): verdict, reason (at most 200 characters, as the
+        monitor accepts), offset_ms, jitter_ms, service, synchronized, zone, checked_at (epoch s)."""
         return {
             "verdict": self.verdict,
-            "reason": self.reason,
+            "reason": short_reason(self.reason),
             "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1),
             "jitter_ms": None if self.jitter_ms is None else round(self.jitter_ms, 1),
             "service": self.service,
@@ -70,6 +85,34 @@ class TimeStatus:
         }
 
 
+class _Reading:
+    """``system()`` called on a thread of its own, so the time service is read while the servers are asked."""
+
+    def __init__(self, system):
+        self._system = system
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._read, name="clock check: system", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            self._value = self._system()
+        except BaseException as exc:  # noqa: BLE001 - handed to the checking thread by result()
+            self._error = exc
+
+    def running(self):
+        return self._thread.is_alive()
+
+    def result(self, deadline_mono, timeout_s):
+        """The SystemReading; raises what ``system()`` raised, or TimeoutError if it runs past ``deadline_mono``."""
+        self._thread.join(max(0.0, deadline_mono - time.monotonic()))
+        if self._thread.is_alive():
+            raise TimeoutError(f"reading the time service took longer than {timeout_s:g} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class TimeChecker:
     """Checks the clock on its own thread (``start``/``stop``) or when called (``tick``, ``check_now``).
 
@@ -77,25 +120,38 @@ class TimeChecker:
     returning a Now; ``data_dir`` holds ``time-history.json`` (None: history
     in memory only). ``query(specs, *, timeout_s)`` returns one ServerAnswer
     per spec (default: ntp.query_servers); ``system()`` returns a
-    SystemReading (default: system.read_system); ``on_change(old, new)`` is
-    called with two TimeStatus on every change of verdict.
+    SystemReading (default: system.read_system within ``timeout_s``);
+    ``on_change(old, new)`` is called with two TimeStatus on every change of
+    verdict; ``rand()`` (a float in [0, 1)) jitters the back-off; ``slack_s``
+    is how much longer than ``timeout_s`` a check and ``stop()`` may take.
+    Never raises because of a bad history file: it starts a new one.
     """
 
-    def __init__(self, time_config, *, clock, data_dir, query=None, system=None, on_change=None):
+    def __init__(self, time_config, *, clock, data_dir, query=None, system=None, on_change=None,
+                 rand=random.random, slack_s=SLACK_S):
         self._config = time_config
         self._clock = clock
         self._query = query or functools.partial(query_servers, resolve=Resolver().resolve)
-        self._system = system or read_system
+        self._system = system or functools.partial(read_system, timeout_s=time_config.timeout_s)
         self._on_change = on_change
+        self._rand = rand
+        self._slack_s = slack_s
         self._history = OffsetHistory(os.path.join(data_dir, FILE_NAME) if data_dir else None)
-        self._history.load()
+        try:
+            self._history.load()
+        except Exception:  # noqa: BLE001 - load() catches what a bad file raises; this is for what it missed
+            log.exception("the clock history could not be loaded; starting a new one")
+            self._history = OffsetHistory(self._history.path)
         self._status = TimeStatus(wanted_zone=time_config.timezone)
         self._tracks = {}
         self._synced = False
-        self._failures = 0
+        self._unsynced_checks = 0  # checks in a row without a good answer, before the first good one
+        self._failures = 0  # failed attempts in a row
+        self._rate_limited = {}  # server -> monotonic time before which it is not asked (kiss-of-death RATE)
+        self._reading = None  # the latest _Reading of the time service
         self._next_mono = None
         self._lock = threading.Lock()  # one check at a time: the loop's and check_now()'s
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # each start() gets its own: an old loop never comes back
         self._thread = None
 
     @property
@@ -109,7 +165,12 @@ class TimeChecker:
         return self._history
 
     def tick(self, now):
-        """Check the clock if a check is due at ``now`` (a Now); return seconds until the next one is due."""
+        """Check the clock if a check is due at ``now`` (a Now); return seconds until the next one is due.
+
+        A failed check is logged and retried (the return value is its
+        back-off); what escapes is a bug, which the thread's loop logs and
+        backs off from too.
+        """
         if self._next_mono is None or now.mono >= self._next_mono:
             self._check(now)
         return max(0.0, self._next_mono - now.mono)
@@ -120,48 +181,73 @@ class TimeChecker:
         return self._status
 
     def start(self):
-        """Check on a thread of its own until ``stop()``. Calling it again does nothing."""
+        """Check on a thread of its own until ``stop()``. Calling it again while it runs does nothing."""
         if self._thread is not None:
             return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="clock check", daemon=True)
+        # A fresh event per start: a loop that stop() could not wait for ends when its check does,
+        # instead of being revived by this start and running beside the new one.
+        self._stopping = stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(stopping,), name="clock check", daemon=True)
         self._thread.start()
 
     def stop(self):
-        """Stop the thread (waiting for a check under way) and write the history file. Idempotent."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(self._config.timeout_s + _STOP_JOIN_SLACK_S)
-            self._thread = None
-        with self._lock:
-            self._history.flush()
+        """Stop the thread and write the history file, within about ``timeout_s`` + ``slack_s``. Idempotent.
 
-    def _run(self):
-        while not self._stopping.is_set():
-            delay = self.tick(self._clock.now())
-            self._stopping.wait(delay)
+        A check under way is waited for until then; one that hangs longer is
+        left to end on its own (its thread then stops).
+        """
+        budget_s = self._config.timeout_s + self._slack_s
+        deadline = time.monotonic() + budget_s
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(budget_s)
+            if thread.is_alive():
+                log.warning("the clock check did not end within %g s; stopping without it", budget_s)
+        # Wait for a check under way (it holds the lock) only as long as is left; the write is atomic either way.
+        locked = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            self._history.flush()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _run(self, stopping):
+        while not stopping.is_set():
+            try:
+                delay = self.tick(self._clock.now())
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug; logged once per streak
+                delay = self._failed(exc)
+            stopping.wait(delay)
+
+    def _failed(self, exc):
+        # One log line per streak of failures; the delay before the next attempt, backing off.
+        self._failures += 1
+        retry_s = self._backoff_s(self._failures)
+        if self._failures == 1:
+            log.warning("clock check failed (%s: %s); retrying, first in %.0f s",
+                        type(exc).__name__, exc, retry_s, exc_info=log.isEnabledFor(logging.DEBUG))
+        return retry_s
+
+    def _backoff_s(self, attempt):
+        config = self._config
+        return backoff_s(attempt, first_s=config.until_synced_every_s, max_s=config.check_every_s, rand=self._rand)
 
     def _check(self, now):
         with self._lock:
             try:
                 new = self._measure(now)
             except Exception as exc:  # noqa: BLE001 - the agent must outlive any failure of a check
-                self._failures += 1
-                retry_s = min(self._config.check_every_s,
-                              self._config.until_synced_every_s * 2 ** min(self._failures - 1, 30))
-                if self._failures == 1:
-                    log.warning("clock check failed (%s: %s); retrying, first in %.0f s",
-                                type(exc).__name__, exc, retry_s, exc_info=log.isEnabledFor(logging.DEBUG))
-                self._next_mono = now.mono + retry_s
+                self._next_mono = now.mono + self._failed(exc)
                 return
+            self._next_mono = now.mono + (self._config.check_every_s if self._synced
+                                          else self._backoff_s(self._unsynced_checks))
+            old, self._status = self._status, new
+            self._history.add(now, new.offset_ms, new.verdict)
+            self._history.maybe_flush(now.mono)
             if self._failures:
                 log.info("clock check works again after %d failed attempt(s)", self._failures)
                 self._failures = 0
-            self._next_mono = now.mono + (self._config.check_every_s if self._synced
-                                          else self._config.until_synced_every_s)
-            self._history.add(now, new.offset_ms, new.verdict)
-            self._history.maybe_flush(now.mono)
-            old, self._status = self._status, new
         if old.verdict != new.verdict:
             (log.info if new.verdict == OK else log.warning)(
                 "clock check: %s -> %s: %s", old.verdict, new.verdict, new.reason)
@@ -173,26 +259,27 @@ class TimeChecker:
 
     def _measure(self, now):
         config = self._config
-        reading, failure = [], []
-
-        def read():
-            try:
-                reading.append(self._system())
-            except BaseException as exc:  # noqa: BLE001 - handed to the checking thread below
-                failure.append(exc)
-
+        if self._reading is not None and self._reading.running():
+            # At most one reader thread: one that hangs is not joined by another every check.
+            raise TimeoutError("reading the time service still hangs from an earlier check")
         # The time service is read while the servers are asked: one check lasts one round trip.
-        reader = threading.Thread(target=read, name="clock check: system", daemon=True)
-        reader.start()
-        answers = self._query(config.servers, timeout_s=config.timeout_s) if config.servers else ()
-        reader.join()
-        if failure:
-            raise failure[0]
-        system = reading[0]
-        servers = tuple(track(self._tracks.get(a.server), a) for a in answers)
+        deadline_mono = time.monotonic() + config.timeout_s + self._slack_s
+        self._reading = reading = _Reading(self._system)
+        asked = [spec for spec in config.servers if now.mono >= self._rate_limited.get(spec, now.mono)]
+        answers = {a.server: a for a in (self._query(tuple(asked), timeout_s=config.timeout_s) if asked else ())}
+        system = reading.result(deadline_mono, config.timeout_s)
+        servers = tuple(track(self._tracks.get(spec), answers[spec]) if spec in answers else self._tracks[spec]
+                        for spec in config.servers)
         self._tracks = {s.server: s for s in servers}
-        if not config.servers or any(a.ok for a in answers):
+        for a in answers.values():
+            if a.code == KISS and a.refid == "RATE":
+                self._rate_limited[a.server] = now.mono + config.check_every_s
+            else:
+                self._rate_limited.pop(a.server, None)
+        if not config.servers or any(a.ok for a in answers.values()):
             self._synced = True
+        elif not self._synced:
+            self._unsynced_checks += 1
         zone = check_zone(system.zone, config.timezone)
         verdict = decide(servers, system.sync, zone, max_offset_ms=config.max_offset_ms)
         return TimeStatus(verdict=verdict.name, reason=verdict.reason, offset_ms=verdict.offset_ms,

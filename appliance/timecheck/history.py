@@ -13,10 +13,19 @@ gap. A missing or unreadable file starts a new history with one log line.
 A point's time is the wall clock corrected by the measured offset (the
 servers' time, when they answered): a Pi that booted hours behind after a
 power cut still files its first points at the right place on the chart.
+When no server answered there is nothing to correct with, and an
+uncorrected wall clock older than the newest point is the stale clock of a
+Pi that has just booted: such a check is not recorded, and above all prunes
+nothing (pruning against it would throw the whole week away).
+
+A file that cannot be read starts a new history; a point in it that makes
+no sense (a time or offset that is not a finite number, a verdict this
+version does not know) is skipped, with one log line for the file.
 """
 
 import json
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -63,17 +72,44 @@ def encode(points):
                       separators=(",", ":")).encode("ascii")
 
 
+def _number(value):
+    # A finite int or float from JSON (not a bool, not Infinity/NaN, not an int too large for a float).
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a number: {value!r}")
+    value = float(value)  # OverflowError for an int beyond a float's range
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return value
+
+
+def _point(row, names):
+    at, offset, code = row
+    if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code < len(names):
+        raise ValueError(f"no verdict numbered {code!r}")
+    if names[code] not in VERDICT_CODES:
+        raise ValueError(f"unknown verdict {names[code]!r}")
+    return Point(_number(at), None if offset is None else _number(offset), names[code])
+
+
 def decode(data):
-    """The points in a file's bytes. Raises ValueError (or a subclass) when they are not a history file."""
+    """The points in a file's bytes; a point that makes no sense is skipped (one log line for all of them).
+
+    Raises ValueError (or a subclass), TypeError or KeyError when the bytes are not a history file.
+    """
     table = json.loads(data)
     if not isinstance(table, dict) or table.get("version") != FORMAT_VERSION:
         raise ValueError(f"not a version {FORMAT_VERSION} clock history")
-    names = table["verdicts"]
-    points = []
-    for at, offset, code in table["points"]:
-        if not isinstance(at, (int, float)) or not (offset is None or isinstance(offset, (int, float))):
-            raise ValueError(f"bad point {[at, offset, code]!r}")
-        points.append(Point(float(at), None if offset is None else float(offset), names[code]))
+    names, rows = table["verdicts"], table["points"]
+    if not isinstance(names, list) or not isinstance(rows, list):
+        raise TypeError("'verdicts' and 'points' must be lists")
+    points, skipped = [], []
+    for row in rows:
+        try:
+            points.append(_point(row, names))
+        except (TypeError, ValueError, OverflowError) as exc:  # ValueError: also a row that is not 3 long
+            skipped.append(f"{row!r}: {exc}")
+    if skipped:
+        log.warning("clock history: skipped %d bad point(s) (the first: %s)", len(skipped), skipped[0][:200])
     return points
 
 
@@ -107,7 +143,8 @@ class OffsetHistory:
         except FileNotFoundError:
             log.info("no clock history at %s yet; starting one", self.path)
             return
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError) as exc:
+            # RecursionError: JSON nested thousands deep. Whatever the file holds, the checks go on.
             log.warning("clock history %s is unreadable (%s); starting a new one", self.path, exc)
             return
         with self._lock:
@@ -115,15 +152,22 @@ class OffsetHistory:
                 self._put(p)
 
     def add(self, now, offset_ms, verdict):
-        """Record one check made at ``now`` (a Now); its time is the wall clock corrected by ``offset_ms``."""
+        """Record one check made at ``now`` (a Now); its time is the wall clock corrected by ``offset_ms``.
+
+        Returns False, recording nothing, when ``offset_ms`` is None and the
+        wall clock is older than the newest point: an uncorrected stale clock.
+        """
         at = now.wall - (offset_ms / 1000.0 if offset_ms is not None else 0.0)
         with self._lock:
+            if offset_ms is None and self._slots and at < max(p.at for p in self._slots.values()):
+                return False
             self._put(Point(at, offset_ms, verdict))
             for slot in [s for s, p in self._slots.items() if abs(p.at - at) > self.keep_s]:
                 del self._slots[slot]  # too old, or from a clock that once ran days ahead
             self._dirty = True
         if self._flush_due_mono is None:
             self._flush_due_mono = now.mono + self.flush_every_s
+        return True
 
     def _put(self, point):
         slot = int(point.at // self.slot_s)
@@ -148,15 +192,17 @@ class OffsetHistory:
         """Write the file now if anything changed since the last write; True when it wrote. Never raises."""
         if self.path is None or not self._dirty:
             return False
-        data = encode(self.points())
         try:
+            data = encode(self.points())
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             write_atomic(self.path, data)
-        except OSError as exc:
+        except (OSError, ValueError, TypeError) as exc:
             if not self._failing:
+                hint = ("check that data_dir exists and this user may write it" if isinstance(exc, OSError)
+                        else "a point cannot be stored; this is a bug, please report it")
                 log.warning("cannot write the clock history %s (%s); keeping it in memory and trying again in "
-                            "%.0f h; check that data_dir exists and this user may write it",
-                            self.path, exc.strerror or exc, self.flush_every_s / 3600)
+                            "%.0f h; %s", self.path, getattr(exc, "strerror", None) or exc,
+                            self.flush_every_s / 3600, hint)
             self._failing = True
             return False
         if self._failing:

@@ -2,7 +2,8 @@
 
 ``FakeNtpServer`` builds replies by hand and can lie in every way the checks
 must survive: a skewed clock, a kiss-of-death, stratum 16, leap 3, a zero
-transmit time, a reply to another question, silence. ``LoopbackChrony`` runs Debian's chronyd as a real
+transmit time, a reply to another question, a negative round-trip delay,
+silence. ``LoopbackChrony`` runs Debian's chronyd as a real
 server (``local stratum 8``) on a free port with ``-x``, so it never touches
 the system clock. Like gpiozero's MockFactory they ship with the package, so
 the benchmark and the demo use the same fakes as the tests.
@@ -45,18 +46,21 @@ class FakeNtpServer:
     b"RATE" is a kiss-of-death; ``leap`` 3 or stratum 16 is unsynchronised;
     ``zero_transmit`` sends a zero transmit timestamp; ``wrong_origin``
     answers with an origin timestamp that is not the query's (a late or
-    forged reply); ``silent`` never answers. Attributes may change while it runs. ``queries`` counts the
+    forged reply); ``processing_s`` is how long it claims to have held the
+    query (receive to transmit time; more than the round trip makes the
+    delay negative); ``silent`` never answers. Attributes may change while it runs. ``queries`` counts the
     packets it received. Use as a context manager, or ``start()``/``stop()``.
     """
 
     def __init__(self, *, skew_s=0.0, stratum=2, leap=0, refid=b"\xc0\x00\x02\x01", zero_transmit=False,
-                 wrong_origin=False, silent=False):
+                 wrong_origin=False, processing_s=0.0, silent=False):
         self.skew_s = skew_s
         self.stratum = stratum
         self.leap = leap
         self.refid = refid
         self.zero_transmit = zero_transmit
         self.wrong_origin = wrong_origin
+        self.processing_s = processing_s
         self.silent = silent
         self.queries = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -99,7 +103,7 @@ class FakeNtpServer:
         header += struct.pack("!II", 0, 0) + self.refid.ljust(4, b"\0")[:4]  # root delay, root dispersion, refid
         transmit = bytes(8) if self.zero_transmit else ntp_timestamp(now)
         origin = ntp_timestamp(now - 60) if self.wrong_origin else query[40:48]
-        return header + ntp_timestamp(now - 16) + origin + ntp_timestamp(now) + transmit
+        return header + ntp_timestamp(now - 16) + origin + ntp_timestamp(now - self.processing_s) + transmit
 
     def _serve(self):
         while not self._stopping.is_set():

@@ -57,8 +57,9 @@ class ServerAnswer:
 
     ``server`` is as configured ("host" or "host:port"); ``code`` is one of
     ok, unresolvable, timeout, refused, kiss, unsynchronised, bad-reply,
-    error; ``status`` says the same for a person ("ok", "no answer within
-    5 s", "kiss-of-death RATE (…)"). ``offset_ms`` (positive: our clock is
+    error; ``status`` says the same for a person, with what to check where
+    that helps ("ok", "no answer within 5 s (is outbound UDP port 123
+    allowed?)", "kiss-of-death RATE (…)"). ``offset_ms`` (positive: our clock is
     ahead of the server) and ``delay_ms`` (round trip) are set for ok answers
     only; ``stratum``, ``leap`` (0-3) and ``refid`` whenever a packet came
     back. ``address`` is the IP asked, when the name resolved.
@@ -143,8 +144,17 @@ def judge_reply(server, address, stats):
     why += ["leap 3"] if stats.leap == 3 else []
     if why:
         return ServerAnswer(code=UNSYNCHRONISED, status=f"unsynchronised ({', '.join(why)})", **common)
+    if stats.delay < 0:
+        # The server claims it held our query longer than the whole round trip took. Its interval
+        # (offset ± delay/2) would be inside out, and an inside-out interval overlaps every other.
+        return ServerAnswer(code=BAD_REPLY, status="bad reply: negative round-trip delay", **common)
     return ServerAnswer(code=OK, status="ok", offset_ms=-stats.offset * 1000.0, delay_ms=stats.delay * 1000.0,
                         **common)
+
+
+def no_answer_status(port, timeout_s):
+    """The status of a server that stayed silent: what happened and what to check."""
+    return f"no answer within {timeout_s:g} s (is outbound UDP port {port} allowed?)"
 
 
 def query_server(spec, *, timeout_s, resolve=None, request=request_ntp):
@@ -166,16 +176,17 @@ def query_server(spec, *, timeout_s, resolve=None, request=request_ntp):
             addresses = resolve(host, port, timeout_s=timeout_s)
         except SendError as exc:
             late = "within" in str(exc) or "hanging" in str(exc)
-            status = f"DNS lookup gave no answer within {timeout_s:g} s" if late else "unresolvable host"
+            status = (f"DNS lookup gave no answer within {timeout_s:g} s" if late
+                      else "unresolvable host (check the name)")
             return ServerAnswer(spec, UNRESOLVABLE, status, detail=str(exc))
         address = addresses[0]
         left = max(0.001, timeout_s - (time.monotonic() - started))
         try:
             stats = request(address, port, timeout_s=left)
         except TimeoutError:
-            return ServerAnswer(spec, TIMEOUT, f"no answer within {timeout_s:g} s", address=address)
+            return ServerAnswer(spec, TIMEOUT, no_answer_status(port, timeout_s), address=address)
         except ConnectionRefusedError:
-            return ServerAnswer(spec, REFUSED, "port closed (ICMP refused)", address=address)
+            return ServerAnswer(spec, REFUSED, "port closed (ICMP refused; wrong port?)", address=address)
         except ntplib.NTPException as exc:
             return ServerAnswer(spec, BAD_REPLY, f"bad reply: {exc}", address=address)
         except OSError as exc:
@@ -205,5 +216,9 @@ def query_servers(specs, *, timeout_s, resolve=None, request=request_ntp):
         t.start()
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
-    return tuple(a if a is not None else ServerAnswer(spec, TIMEOUT, f"no answer within {timeout_s:g} s")
+    return tuple(a if a is not None else ServerAnswer(spec, TIMEOUT, no_answer_status(_port(spec), timeout_s))
                  for spec, a in zip(specs, answers))
+
+
+def _port(spec):
+    return split_host_port(spec, default_port=NTP_PORT)[1] or NTP_PORT

@@ -7,11 +7,16 @@ Services are asked in this order, and the first that answers is the one
 reported: chrony (``chronyc -n tracking``), ntpd/ntpsec (``ntpq -c rv``),
 systemd-timesyncd (``timedatectl show``, which also answers, with NTP=no,
 when timesyncd is off; so it comes last).
+
+``read_system`` runs these commands one after another within one budget:
+each gets what is left of it, and once nothing is left the rest are not run
+("not asked: out of time"), so a reading never outlasts ``timeout_s``.
 """
 
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 
 from appliance.config.schema import check_timezone
@@ -23,6 +28,7 @@ LOCALTIME_PATH = "/etc/localtime"
 TIMEZONE_PATH = "/etc/timezone"
 ZONEINFO_DIR = "/usr/share/zoneinfo"
 NO_SERVICE = "none"
+OUT_OF_TIME = "not asked: out of time"
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,27 @@ class SystemReading:
     zone: str | None
 
 
-def read_system(*, run=run_command):
-    """Read the time service and the time zone at once; a SystemReading. Never raises."""
-    return SystemReading(read_sync_state(run=run), read_system_zone(run=run))
+class _Budget:
+    """A ``run`` that gives each command what is left until ``deadline_mono`` and none once nothing is left."""
+
+    def __init__(self, run, deadline_mono, monotonic):
+        self._run = run
+        self._deadline_mono = deadline_mono
+        self._monotonic = monotonic
+
+    def __call__(self, argv):
+        left_s = self._deadline_mono - self._monotonic()
+        if left_s <= 0:
+            return Ran(tuple(argv), None, problem=OUT_OF_TIME)
+        return self._run(argv, timeout_s=left_s)
+
+
+def read_system(*, run=run_command, timeout_s=DEFAULT_TIMEOUT_S, monotonic=time.monotonic):
+    """Read the time service and the time zone; a SystemReading, within about ``timeout_s`` seconds. Never raises.
+
+    ``run(argv, *, timeout_s)`` returns a Ran; every command gets what is
+    left of ``timeout_s`` (measured with ``monotonic``), and those that
+    would start after it ran out report "not asked: out of time".
+    """
+    budget = _Budget(run, monotonic() + timeout_s, monotonic)
+    return SystemReading(read_sync_state(run=budget), read_system_zone(run=budget))

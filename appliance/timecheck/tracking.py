@@ -7,6 +7,7 @@ from appliance.timecheck.ntp import ServerAnswer
 
 REACH_BITS = 8
 JITTER_SAMPLES = 8
+STEP_MS = 128.0  # ntpd's step threshold: a larger jump between two answers is a clock step, not jitter
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,11 @@ def track(previous, answer):
     """The ServerStatus after ``answer``, given the ``previous`` one (None for a server's first check).
 
     A new address (pool names rotate) starts a new jitter series: offsets
-    from two different machines say nothing about either one's jitter.
+    from two different machines say nothing about either one's jitter. So
+    does an offset more than ``STEP_MS`` (128 ms, ntpd's step threshold) from
+    the previous one: our clock (or the server's) was stepped, and jitter
+    measured across the step would stay huge for the next 8 checks although
+    the clock is steady again.
     """
     reach = (((previous.reach if previous else 0) << 1) | (1 if answer.replied else 0)) & (2 ** REACH_BITS - 1)
     offsets = previous.offsets_ms if previous else ()
@@ -53,6 +58,8 @@ def track(previous, answer):
     if answer.ok:
         if answer.address != address:
             offsets, address = (), answer.address
+        elif offsets and abs(answer.offset_ms - offsets[-1]) > STEP_MS:
+            offsets = ()
         offsets = (offsets + (answer.offset_ms,))[-JITTER_SAMPLES:]
     return ServerStatus(answer=answer, reach=reach, offsets_ms=offsets, address=address)
 

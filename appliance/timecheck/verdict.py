@@ -19,9 +19,26 @@ within [offset - delay/2 - margin, offset + delay/2 + margin], margin being
 half of ``max_offset_ms`` (at least 1 ms), i.e. servers within
 ``max_offset_ms`` of each other agree. The largest set of servers whose
 intervals overlap are the truechimers; the consensus offset is the median of
-their offsets, so a single falseticker cannot flip the verdict. When no set
-holds a majority (1 against 1, 2 against 2), the set furthest from zero is
-taken: the appliance cannot vouch for a clock its servers disagree on.
+their offsets. How far one wrong server (a falseticker) can move the
+verdict depends on how many servers gave a usable answer:
+
+* 3 or more: the largest agreeing set decides. When it is a strict majority
+  of the usable answers, the others are falsetickers and cannot flip the
+  verdict either way: with 3 or more answers, the servers that agree still
+  outnumber one wrong server.
+* no strict majority (2 that disagree, 2 against 2, a chain where A agrees
+  with B and B with C but A not with C): no set can be trusted over another
+  of its size, so among the largest sets the one nearest zero is reported,
+  and the verdict is ``drifting`` only when even that one puts the clock
+  beyond ``max_offset_ms``. So with exactly 2 servers that disagree, one
+  wrong server cannot raise ``drifting`` (it still can hide a real drift,
+  which nothing can tell from a false alarm); the reason says "no majority"
+  and to add servers.
+* exactly 1: its answer is all there is; its offset decides, and the reason
+  says "only 1 server answered".
+
+The reason is one line of at most ``REASON_MAX_CHARS`` characters (what the
+monitor keeps); ``short_reason`` cuts it, and is the only place that does.
 """
 
 import math
@@ -34,7 +51,11 @@ OK, DRIFTING, UNSYNCED, UNREACHABLE, WRONG_ZONE, UNKNOWN = (
     "ok", "drifting", "unsynced", "unreachable", "wrong-zone", "unknown")
 PRECEDENCE = (DRIFTING, UNSYNCED, UNREACHABLE, WRONG_ZONE, OK)
 MIN_MARGIN_MS = 1.0
-_LISTED = 3  # servers named in one reason before "and N more"
+REASON_MAX_CHARS = 200  # the monitor keeps at most this much of a reason
+_LISTED = 3  # servers (or groups of them) named in one reason before "and N more"
+# Where to look when the time service says it is not synchronised.
+_SYNC_HELP = {"timesyncd": "timedatectl timesync-status", "chrony": "chronyc tracking", "ntpd": "ntpq -p",
+              "ntpsec": "ntpq -p"}
 
 
 @dataclass(frozen=True)
@@ -94,19 +115,29 @@ def format_offset(ms):
     return format_duration(ms / 1000)
 
 
+def short_reason(text):
+    """``text`` cut to at most REASON_MAX_CHARS characters, ending in "…" when it was cut."""
+    if len(text) <= REASON_MAX_CHARS:
+        return text
+    return text[:REASON_MAX_CHARS - 1].rstrip(" ;,(") + "…"
+
+
 def _side(offset_ms):
     return "ahead of" if offset_ms >= 0 else "behind"
 
 
 def consensus(servers, *, max_offset_ms):
-    """The Consensus of the usable answers among ``servers`` (ServerStatus), or None when none is usable."""
+    """The Consensus of the usable answers among ``servers`` (ServerStatus), or None when none is usable.
+
+    Without a strict majority, the largest agreeing set nearest zero (see the module's docstring).
+    """
     good = [s for s in servers if s.answer.ok]
     if not good:
         return None
     margin = max(max_offset_ms / 2, MIN_MARGIN_MS)
     edges = []
     for i, s in enumerate(good):
-        half = s.answer.delay_ms / 2 + margin
+        half = max(s.answer.delay_ms, 0.0) / 2 + margin  # a negative delay would turn the interval inside out
         edges += [(s.answer.offset_ms - half, 0, i), (s.answer.offset_ms + half, 1, i)]
     edges.sort()  # at equal values starts (0) come before ends (1): touching intervals overlap
     active, best, groups = set(), 0, []
@@ -119,12 +150,14 @@ def consensus(servers, *, max_offset_ms):
             best, groups = len(active), [frozenset(active)]
         elif len(active) == best and frozenset(active) not in groups:
             groups.append(frozenset(active))
-    chosen = max(groups, key=lambda g: abs(statistics.median(good[i].answer.offset_ms for i in g)))
+    majority = len(groups) == 1 and 2 * best > len(good)
+    # With a majority there is one group; without one, the nearest zero: drifting only if even it says so.
+    chosen = min(groups, key=lambda g: abs(statistics.median(good[i].answer.offset_ms for i in g)))
     truechimers = tuple(s for i, s in enumerate(good) if i in chosen)
     offset = statistics.median(s.answer.offset_ms for s in truechimers)
     return Consensus(offset_ms=offset, jitter_ms=_jitter_ms(truechimers, offset),
                      truechimers=truechimers, falsetickers=tuple(s for s in good if s not in truechimers),
-                     majority=len(groups) == 1 and 2 * best > len(good))
+                     majority=majority)
 
 
 def _jitter_ms(truechimers, offset_ms):
@@ -147,6 +180,18 @@ def _listed(items):
     return shown + (f"; and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
 
 
+def _by_status(servers):
+    # Servers that failed the same way share one entry ("a, b: no answer within 5 s (…)"): the hint is said once.
+    groups = {}
+    for s in servers:
+        groups.setdefault(s.answer.status, []).append(s.server)
+    items = []
+    for status, names in groups.items():
+        shown = ", ".join(names[:_LISTED]) + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+        items.append(f"{shown}: {status}")
+    return items
+
+
 def decide(servers, sync, zone, *, max_offset_ms):
     """The Verdict of one check. Pure.
 
@@ -162,28 +207,31 @@ def decide(servers, sync, zone, *, max_offset_ms):
         if abs(found.offset_ms) > max_offset_ms:
             problems.append(DRIFTING)
         line = f"clock {format_offset(found.offset_ms)} {_side(found.offset_ms)} {_plural(agree, 'server')}"
+        if not found.falsetickers and agree == 1:
+            line += " (only 1 server answered)"
         if found.falsetickers:
             others = [f"{s.server}: clock {format_offset(s.answer.offset_ms)} {_side(s.answer.offset_ms)} it"
                       for s in found.falsetickers]
             verb = "disagrees" if len(others) == 1 else "disagree"
             line += f"; {len(others)} other {verb} ({_listed(others)})"
             if not found.majority:
-                line += "; no majority, so the furthest group counts"
+                line += "; no majority: add servers so most can agree"
         parts.append(line)
     if sync.synchronized is False:
         problems.append(UNSYNCED)
-        parts.append(f"{sync.service} not synchronised")
+        where = _SYNC_HELP.get(sync.service)
+        parts.append(f"{sync.service} not synchronised" + (f" (see '{where}')" if where else ""))
     elif sync.service == "none" and not servers:
         problems.append(UNSYNCED)
         parts.append("no time service found (timesyncd, chrony, ntpd) and no [time] servers to compare with")
     elif sync.service == "none":
         notes.append("no time service found (timesyncd, chrony, ntpd)")
-    unusable = [f"{s.server}: {s.answer.status}" for s in servers if not s.answer.ok]
+    unusable = [s for s in servers if not s.answer.ok]
     if servers and found is None:
         problems.append(UNREACHABLE)
-        parts.append(f"none of {_plural(len(servers), 'server')} answered usefully ({_listed(unusable)})")
+        parts.append(f"none of {_plural(len(servers), 'server')} answered usefully ({_listed(_by_status(unusable))})")
     elif unusable:
-        notes.append(f"{len(unusable)} unusable ({_listed(unusable)})")
+        notes.append(f"{len(unusable)} unusable ({_listed(_by_status(unusable))})")
     if zone.wanted_zone and not zone.matches:
         problems.append(WRONG_ZONE)
         parts.append(f"clock in {zone.system_zone}, expected {zone.wanted_zone}" if zone.system_zone
@@ -192,7 +240,7 @@ def decide(servers, sync, zone, *, max_offset_ms):
         parts.append(f"{sync.service} synchronised (no [time] servers to compare with)")
     problems.sort(key=PRECEDENCE.index)
     name = problems[0] if problems else OK
-    reason = "; ".join(parts + notes) or "nothing to check"
+    reason = short_reason("; ".join(parts + notes) or "nothing to check")
     return Verdict(name=name, reason=reason,
                    offset_ms=found.offset_ms if found else None, jitter_ms=found.jitter_ms if found else None,
                    agree=len(found.truechimers) if found else 0,

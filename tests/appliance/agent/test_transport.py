@@ -1,3 +1,4 @@
+import re
 import socket
 import threading
 import time
@@ -98,6 +99,29 @@ def test_invalid_names_fail_without_asking_the_network():
         send("GET", "http://nonexistent.invalid/", headers={}, timeout_s=2,
              resolver=Resolver(getaddrinfo=real_but_recorded))
     assert asked == []
+
+
+@pytest.mark.parametrize("host", ["NAME.INVALID", "NAME.INVALID.", "x.invalid.", "Monitor.Invalid", "invalid.",
+                                  "INVALID"])
+def test_invalid_names_are_caught_in_any_case_and_fully_qualified(host):
+    def no_lookup(*args, **kwargs):
+        raise AssertionError(f"a real DNS lookup was attempted: getaddrinfo{args}")
+
+    with pytest.raises(SendError, match=f"^DNS lookup for {re.escape(host)} failed: Name or service not known$"):
+        Resolver(getaddrinfo=no_lookup).resolve(host, 443, timeout_s=2)
+
+
+def test_names_that_only_contain_invalid_are_looked_up():
+    asked = []
+
+    def record(host, *args, **kwargs):
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.7", 443))]
+
+    resolver = Resolver(getaddrinfo=record)
+    for host in ("invalid.example.com", "notinvalid", "x.invalidx"):
+        assert resolver.resolve(host, 443, timeout_s=2) == ("192.0.2.7",)
+    assert asked == ["invalid.example.com", "notinvalid", "x.invalidx"]
 
 
 def test_localhost_resolves_through_the_system(server):

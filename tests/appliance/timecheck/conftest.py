@@ -9,7 +9,8 @@ import pytest
 from appliance.agent.transport import Resolver
 from appliance.timecheck.loopback import CHRONYD, FakeNtpServer, LoopbackChrony
 
-TIMEOUT_S = 0.3  # long enough for loopback, short enough that silent servers keep the suite fast
+ANSWER_TIMEOUT_S = 2.0  # where a loopback server must answer: generous, so a busy CI machine does not fail it
+SILENCE_TIMEOUT_S = 0.3  # where nothing answers: the wait is the test's cost, so short
 
 
 def _need(what, path):
@@ -41,8 +42,8 @@ def chronyc():
 
 @pytest.fixture
 def ntp_server():
-    """Factory: ``ntp_server(skew_s=…, stratum=…, leap=…, refid=…, zero_transmit=…, silent=…)`` -> a running
-    FakeNtpServer on 127.0.0.1; all stop after the test."""
+    """Factory: ``ntp_server(skew_s=…, stratum=…, leap=…, refid=…, zero_transmit=…, processing_s=…,
+    silent=…)`` -> a running FakeNtpServer on 127.0.0.1; all stop after the test."""
     servers = []
 
     def start(**behaviour):
@@ -57,8 +58,16 @@ def ntp_server():
 
 @pytest.fixture
 def no_dns():
-    """A Resolver whose system lookup fails the test: proves a name was answered without a network query."""
+    """A Resolver whose system lookup fails the test: proves a name was answered without a network query.
+
+    The Resolver turns any error of its lookup thread into an ordinary "lookup failed", so raising alone
+    would pass unnoticed: the attempts are recorded, and the test fails at teardown if there was one.
+    """
+    asked = []
+
     def getaddrinfo(*args, **kwargs):
+        asked.append(args)
         raise AssertionError(f"a real DNS lookup was attempted: getaddrinfo{args}")
 
-    return Resolver(getaddrinfo=getaddrinfo)
+    yield Resolver(getaddrinfo=getaddrinfo)
+    assert not asked, f"a real DNS lookup was attempted: {asked}"

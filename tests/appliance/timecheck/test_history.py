@@ -58,8 +58,25 @@ def test_a_point_is_filed_at_the_servers_time():
     history = OffsetHistory()
     history.add(START, -3_600_000.0, "drifting")
     assert [p.at for p in history.points()] == [START.wall + 3600]
-    history.add(START.later(900), None, "unreachable")  # no offset: the wall clock is all there is
-    assert [p.at for p in history.points()] == [START.wall + 900, START.wall + 3600]
+    # No offset: the wall clock is all there is, and it is an hour behind the newest point: not filed.
+    assert not history.add(START.later(900), None, "unreachable")
+    assert [p.at for p in history.points()] == [START.wall + 3600]
+    assert history.add(START.later(4500), None, "unreachable")  # past the newest point: filed as it is
+    assert [p.at for p in history.points()] == [START.wall + 3600, START.wall + 4500]
+
+
+def test_a_stale_uncorrected_wall_clock_neither_records_nor_prunes():
+    # A Pi boots three days behind and no server answers yet: its wall clock must not prune the week.
+    history = OffsetHistory()
+    for i in range(10):
+        history.add(START.later(900 * i), 0.2, "ok")
+    stale = Now(mono=START.mono + 20_000, wall=START.wall - 3 * 86400)
+    assert not history.add(stale, None, "unreachable")
+    assert len(history.points()) == 10
+    assert all(p.verdict == "ok" for p in history.points())
+    # Once a server answers, the corrected time is trusted again, even from the same stale wall clock.
+    history.add(Now(stale.mono + 30, stale.wall + 30), -(3 * 86400 + 20_000) * 1000.0, "drifting")
+    assert len(history.points()) == 11
 
 
 def test_encode_is_compact_and_decodes_back():
@@ -72,9 +89,11 @@ def test_encode_is_compact_and_decodes_back():
                             Point(1_795_001_800.0, -2300.1, "drifting")]
 
 
-@pytest.mark.parametrize("data", [b"", b"not json", b"[]", b'{"version":2}', b'{"version":1,"verdicts":["ok"]}',
-                                  b'{"version":1,"verdicts":["ok"],"points":[["x",1,0]]}',
-                                  b'{"version":1,"verdicts":["ok"],"points":[[1,1,5]]}'])
+@pytest.mark.parametrize("data", [
+    b"", b"not json", b"[]", b'{"version":2}', b'{"version":1,"verdicts":["ok"]}',
+    b"\xff\xfe\x00 not text", b'{"version":1,"verdicts":["ok"],"points":' + b"[" * 100_000,
+    b'{"version":1,"verdicts":"ok","points":[]}', b'{"version":1,"verdicts":["ok"],"points":7}',
+])
 def test_a_corrupt_file_starts_a_new_history_with_one_log_line(tmp_path, caplog, data):
     path = tmp_path / "time-history.json"
     path.write_bytes(data)
@@ -87,6 +106,47 @@ def test_a_corrupt_file_starts_a_new_history_with_one_log_line(tmp_path, caplog,
     history.add(START, 1.0, "ok")
     assert history.flush()
     assert decode(path.read_bytes()) == [Point(float(int(p.at)), p.offset_ms, p.verdict) for p in history.points()]
+
+
+BAD_POINTS = [
+    b'["x",1,0]', b'[Infinity,1,0]', b'[-Infinity,1,0]', b'[NaN,1,0]', b'[1795000000,Infinity,0]',
+    b'[1795000000,NaN,0]', b'[1e400,1,0]', b'[1' + b"0" * 400 + b',1,0]', b'[1795000000,1,5]',
+    b'[1795000000,1,1]', b'[1795000000,1,-1]', b'[1795000000,1,true]', b'[true,1,0]', b'[1795000000,"1",0]',
+    b'[1795000000,1]', b'[1795000000,1,0,0]', b'"abc"', b'7', b'null',
+]
+
+
+@pytest.mark.parametrize("bad", BAD_POINTS)
+def test_a_bad_point_is_skipped_with_one_log_line_and_the_rest_kept(tmp_path, caplog, bad):
+    path = tmp_path / "time-history.json"
+    # Verdict 1 is a name this version does not know.
+    path.write_bytes(b'{"version":1,"verdicts":["ok","melted"],"points":[[1795000000,0.4,0],' + bad + b","
+                     + bad + b',[1795000900,null,0]]}')
+    history = OffsetHistory(str(path))
+    with caplog.at_level(logging.INFO, logger="phonehome.timecheck"):
+        history.load()
+    assert history.points() == (Point(1_795_000_000.0, 0.4, "ok"), Point(1_795_000_900.0, None, "ok"))
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert caplog.records[0].getMessage().startswith("clock history: skipped 2 bad point(s) (the first: ")
+
+
+def test_every_point_of_a_good_file_is_read_without_a_log_line(tmp_path, caplog):
+    path = tmp_path / "time-history.json"
+    path.write_bytes(encode([Point(1_795_000_000.0, 0.4, "ok"), Point(1_795_000_900.0, None, "unreachable")]))
+    history = OffsetHistory(str(path))
+    with caplog.at_level(logging.INFO, logger="phonehome.timecheck"):
+        history.load()
+    assert len(history.points()) == 2 and caplog.records == []
+
+
+def test_a_point_that_cannot_be_stored_is_logged_once_never_raised(tmp_path, caplog):
+    history = OffsetHistory(str(tmp_path / "time-history.json"))
+    history.add(START, 0.1, "melted")  # no code for it in the file: a bug somewhere, not a reason to crash
+    with caplog.at_level(logging.INFO, logger="phonehome.timecheck"):
+        assert not history.flush()
+        assert not history.flush()
+    assert len(caplog.records) == 1 and "cannot write the clock history" in caplog.records[0].getMessage()
+    assert "a point cannot be stored" in caplog.records[0].getMessage()
 
 
 def test_a_missing_file_is_one_info_line(tmp_path, caplog):

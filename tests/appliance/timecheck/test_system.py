@@ -282,6 +282,51 @@ def test_read_system_reads_both():
     assert (reading.sync.service, reading.zone) == ("chrony", "Europe/Berlin")
 
 
+class SlowTools(Runner):
+    """A Runner on a fake monotonic clock: each command returns at once but "takes" ``each_s`` of it.
+
+    Records the timeout every command was given."""
+
+    def __init__(self, outputs=None, *, each_s):
+        super().__init__(outputs)
+        self.each_s = each_s
+        self.mono = 100.0
+        self.timeouts = []
+
+    def monotonic(self):
+        return self.mono
+
+    def __call__(self, argv, *, timeout_s):
+        self.timeouts.append(timeout_s)
+        self.mono += self.each_s
+        return super().__call__(argv)
+
+
+def test_read_system_fits_every_command_into_one_budget():
+    tools = SlowTools(each_s=2.0)
+    reading = read_system(run=tools, timeout_s=5.0, monotonic=tools.monotonic)
+    assert tools.timeouts == [5.0, 3.0, 1.0]  # each command gets what is left
+    assert tools.calls == [("chronyc", "-n", "tracking"), ("ntpq", "-c", "rv"), ("timedatectl", "show")]
+    assert reading.sync.detail == "none found (chronyc: not installed; ntpq: not installed; timedatectl: not installed)"
+    # The zone's timedatectl was not run: out of time (the zone then comes from /etc/localtime or nowhere).
+
+
+def test_commands_past_the_budget_are_not_asked_and_say_so():
+    tools = SlowTools({"chronyc -n tracking": (1, "", CHRONYC_NO_DAEMON)}, each_s=2.5)
+    reading = read_system(run=tools, timeout_s=5.0, monotonic=tools.monotonic)
+    assert tools.timeouts == [5.0, 2.5]
+    assert reading.sync.detail == ("none found (chronyc: 506 Cannot talk to daemon; ntpq: not installed; "
+                                   "timedatectl: not asked: out of time)")
+
+
+def test_a_synchronised_timesyncd_within_the_budget():
+    tools = SlowTools({"timedatectl show": (0, TIMEDATECTL_SYNCED, ""), "timedatectl show-timesync": (0, TIMESYNC, ""),
+                       "timedatectl show -p Timezone --value": (0, "Europe/Berlin\n", "")}, each_s=0.1)
+    reading = read_system(run=tools, timeout_s=5.0, monotonic=tools.monotonic)
+    assert tools.timeouts == pytest.approx([5.0, 4.9, 4.8, 4.7, 4.6])
+    assert (reading.sync.service, reading.sync.synchronized, reading.zone) == ("timesyncd", True, "Europe/Berlin")
+
+
 # -- setting the zone -------------------------------------------------------
 
 

@@ -62,5 +62,16 @@ def test_a_new_address_starts_a_new_jitter_series():
     assert status.reach == 0o7  # reach is the configured name's
 
 
+def test_a_clock_step_starts_a_new_jitter_series():
+    # More than 128 ms (ntpd's step threshold) between two answers: the clock was stepped, not jittery.
+    stepped = run([ok(1.0), ok(2.0), ok(1.5), ok(2300.0)])
+    assert stepped.offsets_ms == (2300.0,)
+    assert stepped.jitter_ms is None
+    assert run([ok(1.0), ok(2300.0), ok(2301.0)]).jitter_ms == pytest.approx(1.0)
+    assert run([ok(0.0), ok(128.0)]).offsets_ms == (0.0, 128.0)  # up to 128 ms is jitter
+    assert run([ok(0.0), ok(-128.5)]).offsets_ms == (-128.5,)
+    assert run([ok(0.0), failed("timeout", "…"), ok(500.0)]).offsets_ms == (500.0,)  # across a failed check too
+
+
 def test_the_first_status_has_no_history():
     assert track(None, ok(2.0)) == ServerStatus(answer=ok(2.0), reach=1, offsets_ms=(2.0,), address="192.0.2.1")

@@ -5,7 +5,9 @@ import pytest
 from appliance.timecheck.ntp import ServerAnswer
 from appliance.timecheck.system import SyncState
 from appliance.timecheck.tracking import ServerStatus
-from appliance.timecheck.verdict import ZoneCheck, consensus, decide, format_offset
+from appliance.timecheck.verdict import (
+    ZoneCheck, consensus, decide, format_offset, short_reason,
+)
 
 SYNCED = SyncState("chrony", True, "chrony: synchronised to 192.0.2.1, stratum 2")
 UNSYNCED = SyncState("timesyncd", False, "timesyncd: not synchronised (NTPSynchronized=no)")
@@ -40,12 +42,20 @@ TABLE = [
     ("one server, drifting", servers(600), SYNCED, NO_ZONE_CHECK, "drifting", 600, 1),
     ("one server, within the limit", servers(-400), SYNCED, NO_ZONE_CHECK, "ok", -400, 1),
     ("exactly at the limit is ok", servers(500), SYNCED, NO_ZONE_CHECK, "ok", 500, 1),
-    ("1 against 1: the further one counts", servers(0.2, 2300), SYNCED, NO_ZONE_CHECK, "drifting", 2300, 1),
-    ("2 against 2: the further pair counts", servers(0, 1, -2300, -2301), SYNCED, NO_ZONE_CHECK, "drifting",
-     -2300.5, 2),
+    # Without a majority the largest group nearest zero counts: drifting only if even it says so.
+    ("1 against 1: one server alone cannot raise drifting", servers(0.2, 2300), SYNCED, NO_ZONE_CHECK, "ok", 0.2,
+     1),
+    ("1 against 1, the other way round", servers(2300, 0.2), SYNCED, NO_ZONE_CHECK, "ok", 0.2, 1),
+    ("1 against 1, both far off: drifting", servers(2300, -1900), SYNCED, NO_ZONE_CHECK, "drifting", -1900, 1),
+    ("2 that agree, far off: drifting", servers(2300, 2301), SYNCED, NO_ZONE_CHECK, "drifting", 2300.5, 2),
+    ("2 against 2: the nearer pair counts", servers(0, 1, -2300, -2301), SYNCED, NO_ZONE_CHECK, "ok", 0.5, 2),
+    ("2 against 2, both pairs far off", servers(900, 901, -2300, -2301), SYNCED, NO_ZONE_CHECK, "drifting",
+     900.5, 2),
     ("servers within the limit of each other agree", servers(0, 300, 450), SYNCED, NO_ZONE_CHECK, "ok", 300, 3),
-    ("a chain (0 agrees with 450, 450 with 900): the further pair counts", servers(0, 450, 900), SYNCED,
-     NO_ZONE_CHECK, "drifting", 675, 2),
+    ("a chain (0 agrees with 450, 450 with 900): the nearer pair counts", servers(0, 450, 900), SYNCED,
+     NO_ZONE_CHECK, "ok", 225, 2),
+    ("the largest group decides even without a majority", servers(0, 2300, 2301, 6000, -7000), SYNCED,
+     NO_ZONE_CHECK, "drifting", 2300.5, 2),
     ("some unusable, the rest decide", servers(0.5, 0.7) + [bad("x.invalid", "unresolvable", "unresolvable host")],
      SYNCED, NO_ZONE_CHECK, "ok", 0.6, 2),
     ("none usable", [bad("a"), bad("b", "kiss", "kiss-of-death RATE")], SYNCED, NO_ZONE_CHECK, "unreachable",
@@ -81,8 +91,8 @@ def test_verdict_table(label, table, sync, zone, name, offset_ms, agree):
 
 def test_the_reason_names_every_problem_most_serious_first():
     verdict = decide(servers(2300, 2300, 2300), UNSYNCED, WRONG_ZONE, max_offset_ms=500)
-    assert verdict.reason == ("clock 2.3 s ahead of 3 servers; timesyncd not synchronised; "
-                              "clock in UTC, expected America/New_York")
+    assert verdict.reason == ("clock 2.3 s ahead of 3 servers; timesyncd not synchronised (see 'timedatectl "
+                              "timesync-status'); clock in UTC, expected America/New_York")
     assert verdict.problems == ("drifting", "unsynced", "wrong-zone")
 
 
@@ -96,9 +106,43 @@ def test_the_reason_says_who_disagrees():
     assert drifting.reason == "clock 2.3 s ahead of 3 servers; 1 other disagrees (good.lan: clock 0.2 ms ahead of it)"
 
 
-def test_without_a_majority_the_reason_says_so():
+def test_without_a_majority_the_reason_says_so_and_what_to_do():
     verdict = decide(servers(0.2, 2300), SYNCED, NO_ZONE_CHECK, max_offset_ms=500)
-    assert "no majority" in verdict.reason
+    assert verdict.reason == ("clock 0.2 ms ahead of 1 server; 1 other disagrees (s1: clock 2.3 s ahead of it); "
+                              "no majority: add servers so most can agree")
+    assert (verdict.usable, verdict.agree) == (2, 1)
+
+
+def test_one_falseticker_among_two_cannot_raise_drifting_in_either_order():
+    for table in (servers(0.1, 2300), servers(2300, 0.1), servers(0.1, -2300), servers(-2300, 0.1)):
+        assert decide(table, SYNCED, NO_ZONE_CHECK, max_offset_ms=500).name == "ok"
+
+
+def test_one_falseticker_among_three_or_more_cannot_flip_either_way():
+    for n in (3, 4, 5):
+        honest_ok, honest_drifting = [0.1 * i for i in range(n - 1)], [2300 + i for i in range(n - 1)]
+        for liar in (-9000, -2300, -700, 600, 2300, 9000):
+            assert decide(servers(*honest_ok, liar), SYNCED, NO_ZONE_CHECK, max_offset_ms=500).name == "ok"
+        for liar in (-9000, -2300, 0, 600, 9000):
+            assert decide(servers(*honest_drifting, liar), SYNCED, NO_ZONE_CHECK, max_offset_ms=500).name == \
+                "drifting"
+
+
+def test_a_single_usable_server_decides_and_the_reason_says_it_was_the_only_one():
+    verdict = decide(servers(600) + [bad("b.lan"), bad("c.lan")], SYNCED, NO_ZONE_CHECK, max_offset_ms=500)
+    assert (verdict.name, verdict.offset_ms, verdict.agree, verdict.usable) == ("drifting", 600, 1, 1)
+    assert verdict.reason == ("clock 600 ms ahead of 1 server (only 1 server answered); 2 unusable "
+                              "(b.lan, c.lan: no answer within 5 s)")
+    assert decide(servers(-0.4), SYNCED, NO_ZONE_CHECK, max_offset_ms=500).reason == \
+        "clock 0.4 ms behind 1 server (only 1 server answered)"
+
+
+def test_a_negative_delay_cannot_turn_an_interval_inside_out():
+    # ntp.judge_reply refuses such answers; the consensus does not trust them either.
+    table = [ok(0, name="a"), ok(2300, name="b"), ok(2301, name="liar", delay_ms=-10_000)]
+    found = consensus(table, max_offset_ms=500)
+    assert sorted(s.server for s in found.truechimers) == ["b", "liar"]
+    assert found.majority
 
 
 def test_unreachable_lists_what_each_server_said():
@@ -107,6 +151,25 @@ def test_unreachable_lists_what_each_server_said():
     verdict = decide(table, SYNCED, NO_ZONE_CHECK, max_offset_ms=500)
     assert verdict.reason == ("none of 4 servers answered usefully (a.invalid: unresolvable host; "
                               "b.lan: no answer within 5 s; c.lan: port closed (ICMP refused); and 1 more)")
+
+
+def test_servers_that_failed_the_same_way_are_listed_once_with_the_hint_said_once():
+    silent = "no answer within 5 s (is outbound UDP port 123 allowed?)"
+    table = [bad(f"{i}.pool", status=silent) for i in range(4)] + [
+        bad("ntp.lan", "refused", "port closed (ICMP refused; wrong port?)"), bad("x.lan", status=silent)]
+    verdict = decide(table, SYNCED, NO_ZONE_CHECK, max_offset_ms=500)
+    assert verdict.reason == ("none of 6 servers answered usefully (0.pool, 1.pool, 2.pool and 2 more: "
+                              "no answer within 5 s (is outbound UDP port 123 allowed?); "
+                              "ntp.lan: port closed (ICMP refused; wrong port?))")
+
+
+def test_the_reason_is_cut_to_200_characters_in_one_place():
+    table = [bad(f"server-with-a-long-name-{i}.example.lan", status=f"odd failure number {i}") for i in range(9)]
+    verdict = decide(table, UNSYNCED, WRONG_ZONE, max_offset_ms=500)
+    assert len(verdict.reason) == 200 and verdict.reason.endswith("…")
+    assert short_reason(verdict.reason) == verdict.reason
+    assert short_reason("x" * 200) == "x" * 200
+    assert short_reason("x" * 198 + "; y") == "x" * 198 + "…"
 
 
 def test_unusable_servers_and_a_missing_service_are_noted_without_changing_ok():
@@ -121,7 +184,11 @@ def test_unusable_servers_and_a_missing_service_are_noted_without_changing_ok():
 def test_no_servers_reason_comes_from_the_service():
     assert decide([], SYNCED, NO_ZONE_CHECK, max_offset_ms=500).reason == \
         "chrony synchronised (no [time] servers to compare with)"
-    assert decide([], UNSYNCED, NO_ZONE_CHECK, max_offset_ms=500).reason == "timesyncd not synchronised"
+    assert decide([], UNSYNCED, NO_ZONE_CHECK, max_offset_ms=500).reason == \
+        "timesyncd not synchronised (see 'timedatectl timesync-status')"
+    chrony = SyncState("chrony", False, "chrony: not synchronised")
+    assert decide([], chrony, NO_ZONE_CHECK, max_offset_ms=500).reason == \
+        "chrony not synchronised (see 'chronyc tracking')"
 
 
 def test_the_zone_reason():
