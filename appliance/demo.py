@@ -54,6 +54,11 @@ outbox_dir = "outbox"
 [time]
 # The demo talks only to 127.0.0.1: the clock is checked against the system's time service alone.
 servers = []
+
+[display]
+# No OLED needed: the display's pages are drawn into this PNG file.
+driver = "emulator"
+emulator_file = "display.png"
 """
 
 
@@ -71,7 +76,8 @@ def run_demo(directory, *, scripted, out=sys.stdout):
     say(f"phonehome demo: agent 'demo-pi' beats every {INTERVAL_S:g} s to a monitor on http://127.0.0.1:{port}/ "
         f"(device list: /api/v1/devices, metrics: /metrics).")
     say(f"The monitor declares it DOWN after {MAX_SILENCE_S:g} s of silence. Alerts are printed here and saved "
-        f"as .eml files in {os.path.join(directory, 'outbox')}.")
+        f"as .eml files in {os.path.join(directory, 'outbox')}; the OLED's pages are drawn into "
+        f"{os.path.join(directory, 'display.png')}.")
     if scripted:
         driver = threading.Thread(target=_scripted, args=(role, stopping, say), daemon=True)
     else:
