@@ -11,6 +11,8 @@ import math
 import re
 from urllib.parse import parse_qsl
 
+from appliance.text import shorten
+
 MAX_BODY = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -116,7 +118,7 @@ def _time(report):
         if value is not None and not isinstance(value, str):
             raise BadHeartbeat(f"time.{key}", "must be a string")
         # Cut, not refused: a heartbeat is never lost over the length of an optional text.
-        out[key] = value if value is None or len(value) <= limit else value[:limit - 1] + "…"
+        out[key] = None if value is None else shorten(value, limit)
     for key in ("offset_ms", "jitter_ms", "checked_at"):
         value = report.get(key)
         if value is not None:

@@ -45,6 +45,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from appliance.text import shorten
 from appliance.timefmt import format_duration
 
 OK, DRIFTING, UNSYNCED, UNREACHABLE, WRONG_ZONE, UNKNOWN = (
@@ -117,9 +118,7 @@ def format_offset(ms):
 
 def short_reason(text):
     """``text`` cut to at most REASON_MAX_CHARS characters, ending in "…" when it was cut."""
-    if len(text) <= REASON_MAX_CHARS:
-        return text
-    return text[:REASON_MAX_CHARS - 1].rstrip(" ;,(") + "…"
+    return shorten(text, REASON_MAX_CHARS)
 
 
 def _side(offset_ms):

@@ -3,6 +3,7 @@
 import errno
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 from luma.core.device import dummy
 
 from appliance.config.schema import Display
@@ -89,3 +90,11 @@ def make_device():
 def opener():
     """Factory: ``opener(device_or_exception, …)`` -> an Opener to pass as DisplayService's open_device."""
     return Opener
+
+
+@pytest.fixture
+def factory():
+    """A fresh gpiozero MockFactory, passed to devices explicitly (never set as gpiozero's global one)."""
+    factory = MockFactory()
+    yield factory
+    factory.close()

@@ -6,7 +6,6 @@ import threading
 
 import pytest
 from gpiozero import LED
-from gpiozero.pins.mock import MockFactory
 
 from appliance.clock import Now, SystemClock
 from appliance.config import Button
@@ -124,13 +123,6 @@ class FakeClock:
 
     def now(self):
         return Now(self.mono, 1_700_000_000.0 + self.mono)
-
-
-@pytest.fixture
-def factory():
-    factory = MockFactory()
-    yield factory
-    factory.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import time
 import gpiozero
 import pytest
 from gpiozero import LED, Device
-from gpiozero.pins.mock import MockFactory
 
 from appliance.config import Leds
 from appliance.status import Network, Snapshot
@@ -22,13 +21,6 @@ GREEN, RED, AMBER = 17, 27, 22
 THREE = Leds(green=GREEN, red=RED, amber=AMBER)
 # Short enough that a test sees a few real blinks; nothing here measures them.
 QUICK = Light("blink", 0.01, 0.01)
-
-
-@pytest.fixture
-def factory():
-    factory = MockFactory()
-    yield factory
-    factory.close()
 
 
 @pytest.fixture
