@@ -36,6 +36,15 @@ class Setup:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """A device this appliance watches (a [[monitor.devices]] entry of the monitor inside the agent)."""
+
+    name: str
+    state: str                  # "new", "up" or "down", as the monitor decides
+    last_heard_at: float | None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything a status display needs, at one wall-clock moment ``at`` (epoch seconds).
 
@@ -60,6 +69,7 @@ class Snapshot:
     time_zone: str | None
     uptime_s: float | None
     setup: Setup | None
+    peers: tuple[Peer, ...] = ()
 
     @property
     def headline(self):
@@ -76,12 +86,12 @@ class Snapshot:
         return None if self.last_ok_at is None else max(0.0, self.at - self.last_ok_at)
 
 
-def build_snapshot(at, *, device_name, configured, targets, time_status, network, uptime_s, setup):
+def build_snapshot(at, *, device_name, configured, targets, time_status, network, uptime_s, setup, peers=()):
     """A Snapshot from the parts' statuses. Pure.
 
     ``targets`` are heartbeats.TargetStatus (empty when not configured);
     ``time_status`` a timecheck TimeStatus or None; ``network`` a Network;
-    ``setup`` a Setup or None.
+    ``setup`` a Setup or None; ``peers`` the Peers this appliance watches.
     """
     if not configured or not targets:
         heartbeat = "off"
@@ -103,4 +113,4 @@ def build_snapshot(at, *, device_name, configured, targets, time_status, network
         time_reason=time_status.reason if time_status else "",
         time_offset_ms=time_status.offset_ms if time_status else None,
         time_zone=time_status.system_zone if time_status else None,
-        uptime_s=uptime_s, setup=setup)
+        uptime_s=uptime_s, setup=setup, peers=tuple(peers))

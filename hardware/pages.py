@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from appliance.timefmt import format_duration
 
-STATUS, NETWORK, TIME, SETUP = "status", "network", "time", "setup"
+STATUS, NETWORK, TIME, SETUP, PEER = "status", "network", "time", "setup", "peer"
 HOSTNAME = "phonehome.local"
 
 # The bitmap font's 6 x 11 cell holds ink in rows 2-10 (ascenders to descenders); lines are placed by
@@ -298,14 +298,43 @@ def draw_setup(draw, snapshot, area, *, now_wall, tz):
         small_centered(draw, area, 21, url)
 
 
-PAGES = {STATUS: draw_status, NETWORK: draw_network, TIME: draw_time, SETUP: draw_setup}
+def draw_peer(draw, snapshot, area, *, now_wall, tz):
+    """The watched peer's name, its state in big letters and when it was last heard; more peers: a count."""
+    if not snapshot.peers:  # not in the rotation then; drawn on request all the same
+        lines(draw, area, 0, 10, ["Peer", "no peer watched"])
+        return
+    peer = _worst_peer(snapshot.peers)
+    state = {"up": "UP", "down": "DOWN"}.get(peer.state, "NEW")
+    heard = "never heard" if peer.last_heard_at is None else \
+        f"heard {format_duration(max(0.0, snapshot.at - peer.last_heard_at))} ago"
+    others = len(snapshot.peers) - 1
+    more = f"+{others} more, {sum(p.state == 'down' for p in snapshot.peers)} down" if others else None
+    if area.height >= _TALL_MIN_H:
+        lines(draw, area, 0, 10, [f"Peer {peer.name}"])
+        big_text(draw, area, 13, state, max_scale=3, max_h=21)
+        lines(draw, area, 37, 10, [heard, more])
+    else:
+        big_text(draw, area, 0, state, max_scale=2, max_h=12, font="small")
+        lines(draw, area, 13, 9, [f"Peer {peer.name}", heard])
+
+
+def _worst_peer(peers):
+    """The peer to show first: a down one before a new one before an up one (then by name)."""
+    return min(peers, key=lambda p: ({"down": 0, "new": 1}.get(p.state, 2), p.name))
+
+
+PAGES = {STATUS: draw_status, NETWORK: draw_network, TIME: draw_time, SETUP: draw_setup, PEER: draw_peer}
 
 
 def pages_for(snapshot):
-    """The page names to rotate through, in order: Setup only while a setup code waits to be claimed."""
+    """The page names to rotate through, in order: Setup only while a setup code waits to be claimed, Peer only
+    when this appliance watches a peer."""
+    pages = [STATUS]
     if snapshot.setup is not None and not snapshot.setup.claimed:
-        return (STATUS, SETUP, NETWORK, TIME)
-    return (STATUS, NETWORK, TIME)
+        pages.append(SETUP)
+    if snapshot.peers:
+        pages.append(PEER)
+    return tuple(pages + [NETWORK, TIME])
 
 
 def render(page, snapshot, *, width, height, shift=(0, 0), now_wall, tz=None):

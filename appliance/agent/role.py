@@ -154,17 +154,20 @@ class AgentRole:
         """The appliance's status now (status.Snapshot) for the display, the LEDs and the web page."""
         from appliance.agent.system import read_uptime_s
         from appliance.network import read_network
-        from appliance.status import build_snapshot
+        from appliance.status import Peer, build_snapshot
 
         now = self._clock.now()
         # The network is read at most every NETWORK_READ_S: it changes rarely and reading it may run iw.
         if self._network_read_mono is None or now.mono - self._network_read_mono >= NETWORK_READ_S:
             self._network, self._network_read_mono = read_network(), now.mono
-        sender, checker, config = self.sender, self.time, self._config
+        sender, checker, config, monitor = self.sender, self.time, self._config, self.monitor
+        peers = ()
+        if monitor is not None and monitor.service is not None:
+            peers = [Peer(d["name"], d["state"], d["last_heard_at"]) for d in monitor.service.devices(now)]
         return build_snapshot(now.wall, device_name=config.device.name, configured=config.agent_configured,
                               targets=sender.status() if sender is not None else (),
                               time_status=checker.status if checker is not None else None,
-                              network=self._network, uptime_s=read_uptime_s(), setup=self.setup)
+                              network=self._network, uptime_s=read_uptime_s(), setup=self.setup, peers=peers)
 
     def _stop_panel(self):
         if self.panel is not None:

@@ -24,11 +24,12 @@ import pytest
 from luma.core.device import dummy
 from PIL import Image, ImageChops, ImageDraw
 
-from appliance.status import Network, Setup, Snapshot
+from appliance.status import Network, Peer, Setup, Snapshot
 from hardware.pages import (
     ELLIPSIS,
     NETWORK,
     PAGES,
+    PEER,
     SETUP,
     STATUS,
     TIME,
@@ -66,6 +67,9 @@ NO_NET = snapshot(network=Network(interface="eth0"))
 NOT_SET_UP = snapshot(configured=False, heartbeat="off", last_ok_at=None, device_name="")
 DRIFTING = snapshot(time_verdict="drifting", time_offset_ms=2345.0, time_reason="clock 2.3 s ahead of 3 servers")
 CLAIMED = snapshot(setup=Setup(code="K7QM-2XPW", url="http://phonehome.local/setup", claimed=True))
+PEER_UP = snapshot(setup=CLAIMED.setup, peers=(Peer("garage-pi", "up", AT - 40),))
+PEER_DOWN = snapshot(setup=CLAIMED.setup, peers=(Peer("garage-pi", "up", AT - 40), Peer("attic", "down", AT - 720),
+                                                 Peer("shed", "new", None)))
 
 # (name, page, snapshot): each is drawn at every size in SIZES.
 CASES = (
@@ -80,6 +84,8 @@ CASES = (
     ("time-drifting", TIME, DRIFTING),
     ("setup-code", SETUP, OK),
     ("setup-claimed", SETUP, CLAIMED),
+    ("peer-up", PEER, PEER_UP),
+    ("peer-down", PEER, PEER_DOWN),
 )
 
 
@@ -210,6 +216,7 @@ def test_setup_page_is_in_the_rotation_only_until_the_code_is_claimed():
     assert pages_for(OK) == (STATUS, SETUP, NETWORK, TIME)
     assert pages_for(CLAIMED) == (STATUS, NETWORK, TIME)
     assert pages_for(snapshot(setup=None)) == (STATUS, NETWORK, TIME)
+    assert pages_for(PEER_UP) == (STATUS, PEER, NETWORK, TIME)  # only when a peer is watched
 
 
 def test_the_short_status_page_is_a_layout_of_its_own_not_a_crop():
