@@ -176,7 +176,7 @@ def _time_set_timezone(args):
 def _display_snapshot(args):
     import time
 
-    from hardware.display import frame_path, png_bytes
+    from hardware.oled import frame_path, png_bytes
     from hardware.pages import STATUS, render
 
     config = load_config(args.config)

@@ -63,7 +63,7 @@ def panel_device(display_config, *, data_dir=None):
 
 def measure_render(frames):
     """Seconds per render of each page at 128x64 and 128x32, and per ssd1306 conversion and PNG encoding."""
-    from hardware.display import png_bytes
+    from hardware.oled import png_bytes
     from hardware.pages import PAGES, render
 
     results = {}

@@ -9,7 +9,8 @@ import threading
 
 from appliance.reset import factory_reset
 from hardware.button import ButtonInput
-from hardware.display import DisplayService, open_device
+from hardware.display import DisplayService
+from hardware.oled import open_device
 from hardware.errors import HardwareUnavailable
 from hardware.leds import StatusLeds
 

@@ -24,11 +24,8 @@ from hardware.display import (
     SHIFT_EVERY_S,
     SHIFTS,
     DisplayService,
-    EmulatorDevice,
-    explain_failure,
-    frame_path,
-    open_device,
 )
+from hardware.oled import EmulatorDevice, explain_failure, frame_path, open_device
 from hardware.pages import NETWORK, SETUP, STATUS, TIME, render
 
 T = Now(mono=1000.0, wall=1_790_000_000.0)

@@ -10,7 +10,8 @@ from PIL import Image
 
 from appliance.clock import Now, SystemClock
 from appliance.config import load_config
-from hardware.display import DisplayService, frame_path
+from hardware.display import DisplayService
+from hardware.oled import frame_path
 
 PHONEHOME = os.path.join(os.path.dirname(sys.executable), "phonehome")
 
