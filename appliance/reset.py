@@ -83,8 +83,9 @@ def factory_reset(config_path, data_dir, *, now_wall):
             log.warning("the old config %s is not valid (%s); the reset keeps none of its settings",
                         config_path, str(exc).splitlines()[0])
     text = first_boot_text(old_config, data_dir, now_wall=now_wall, backup_path=backup_path)
-    write_atomic(config_path, text, mode=0o600)
+    # The new code first: the running agent reloads as soon as the config changes and must find it.
     reset_setup(data_dir)
+    write_atomic(config_path, text, mode=0o600)
     if backup_path:
         log.warning("factory reset: the old config is kept in %s; %s now holds a first-boot config and there is "
                     "a new setup code", backup_path, config_path)

@@ -38,8 +38,7 @@ class StatusPanel:
                                       open_device=open_device)
         self.leds = None
         self.button = None
-        self._gpio_retry_mono = None
-        self._gpio_failing = False
+        self._gpio = _Retries()
         self._stopping = threading.Event()
         self._thread = None
 
@@ -55,35 +54,27 @@ class StatusPanel:
         return self
 
     def tick(self, now):
-        """Open GPIO if due, show the status on the LEDs; return seconds until the next tick."""
-        if self.leds is None and (self._gpio_retry_mono is None or now.mono >= self._gpio_retry_mono):
-            self._open_gpio(now)
+        """Open what GPIO is due, show the status on the LEDs; return seconds until the next tick.
+
+        The LEDs and the button are opened and retried each on its own: a bad
+        LED pin must not take away the button, the box's only way to the setup
+        code and the factory reset.
+        """
+        if self.leds is None and self._gpio.due("leds", now):
+            self.leds = self._gpio.open("leds", now, lambda: StatusLeds(self._config.leds,
+                                                                        pin_factory=self._pin_factory))
+        if self.button is None and self._gpio.due("button", now):
+            self.button = self._gpio.open("button", now, lambda: ButtonInput(
+                self._config.button, clock=self._clock, on_action=self._on_button,
+                pin_factory=self._pin_factory).start())
         if self.leds is not None:
             try:
                 self.leds.update(self._snapshot(), button_mode=self.button.mode if self.button else None)
             except HardwareUnavailable as exc:
-                self._gpio_lost(now, exc)
+                _close(self.leds)
+                self.leds = None
+                self._gpio.lost("leds", now, exc)
         return TICK_S
-
-    def _open_gpio(self, now):
-        try:
-            self.leds = StatusLeds(self._config.leds, pin_factory=self._pin_factory)
-            self.button = ButtonInput(self._config.button, clock=self._clock, on_action=self._on_button,
-                                      pin_factory=self._pin_factory).start()
-        except HardwareUnavailable as exc:
-            self._gpio_lost(now, exc)
-            return
-        if self._gpio_failing:
-            log.info("GPIO works again: LEDs and button are back")
-        self._gpio_failing = False
-
-    def _gpio_lost(self, now, exc):
-        self._close_gpio()
-        self._gpio_retry_mono = now.mono + RETRY_GPIO_S
-        if not self._gpio_failing:
-            log.warning("%s; the LEDs and button are off, heartbeats go on; trying again every %.0f s",
-                        exc, RETRY_GPIO_S)
-        self._gpio_failing = True
 
     def _on_button(self, action):
         if action == "next-page":
@@ -93,29 +84,33 @@ class StatusPanel:
             log.info("button held: showing the setup page")
         elif action == "reset-armed":
             self.display.show_setup()
-            log.warning("button held 15 s: hold it again within 10 s to reset to factory settings")
+            log.warning("button held 15 s: hold it again for 5 s within 10 s to reset to factory settings")
         elif action == "reset-cancelled":
             log.info("factory reset not confirmed; nothing changed")
         elif action == "factory-reset":
-            backup = factory_reset(self._config_path, self._config.data_dir, now_wall=self._clock.now().wall)
-            log.warning("factory reset by the button: settings backed up to %s", backup)
+            try:
+                factory_reset(self._config_path, self._config.data_dir, now_wall=self._clock.now().wall)
+            except OSError as exc:
+                where = exc.filename or self._config_path
+                log.error("factory reset not done, nothing changed: cannot write %s (%s); make its directory "
+                          "writable by the agent's user", where, exc.strerror or exc)
 
     def _run(self):
+        failing = False
         while not self._stopping.is_set():
             try:
                 delay = self.tick(self._clock.now())
+                failing = False
             except Exception:  # the panel is a report: never let a bug in it take anything else down
-                log.exception("status panel step failed; trying again in %.0f s", RETRY_GPIO_S)
-                delay = RETRY_GPIO_S
+                if not failing:
+                    log.exception("status panel step failed (a bug: please report it); the LEDs may show an "
+                                  "old state until it works again")
+                failing, delay = True, TICK_S * 10
             self._stopping.wait(delay)
 
     def _close_gpio(self):
-        for part in (self.button, self.leds):
-            if part is not None:
-                try:
-                    part.close()
-                except Exception:
-                    log.debug("closing GPIO part failed", exc_info=True)
+        _close(self.button)
+        _close(self.leds)
         self.leds = self.button = None
 
     def stop(self):
@@ -126,3 +121,40 @@ class StatusPanel:
             self._thread = None
         self._close_gpio()
         self.display.stop()
+
+
+class _Retries:
+    """When each GPIO part may be tried again, and whether its failure was already said (once per streak)."""
+
+    def __init__(self):
+        self._retry_at = {}
+        self._failing = set()
+
+    def due(self, part, now):
+        return now.mono >= self._retry_at.get(part, now.mono)
+
+    def open(self, part, now, make):
+        """``make()``, or None after logging (once) that GPIO is not available for ``part``."""
+        try:
+            made = make()
+        except HardwareUnavailable as exc:
+            self.lost(part, now, exc)
+            return None
+        if part in self._failing:
+            log.info("GPIO works again: the %s is back", "button" if part == "button" else "LEDs")
+        self._failing.discard(part)
+        return made
+
+    def lost(self, part, now, exc):
+        self._retry_at[part] = now.mono + RETRY_GPIO_S
+        if part not in self._failing:
+            log.warning("%s; heartbeats go on; trying again every %.0f s", exc, RETRY_GPIO_S)
+        self._failing.add(part)
+
+
+def _close(part):
+    if part is not None:
+        try:
+            part.close()
+        except Exception:
+            log.debug("closing a GPIO part failed", exc_info=True)

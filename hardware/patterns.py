@@ -123,7 +123,7 @@ RULES = (
           "To keep them, press it briefly or wait 10 s."),
     Rule("setup", Pattern(amber=FAST),
           "The button has been held 5 s.",
-          "Let go now and the display shows the setup code; keep holding to 15 s for a factory reset."),
+          "The display shows the setup code; keep holding to 15 s for a factory reset."),
     Rule("no-network", Pattern(red=FAST),
           "No network: the appliance has no address (cable out, Wi-Fi down, router off).",
           "Check the cable or Wi-Fi and the router; the display's Network page shows the interface."),
@@ -149,7 +149,7 @@ _BY_NAME = {r.name: r for r in RULES}
 
 # Not a rule: what a dark box means, for the table a person reads.
 DARK = Rule("dark", Pattern(), "No power, or the phonehome agent is not running.",
-            "Check the power supply; on the Pi, `systemctl status phonehome`.")
+            "Check the power supply; on the Pi, `systemctl status phonehome-agent`.")
 
 
 def rule_for(snapshot, *, button_mode=None):

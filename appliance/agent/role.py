@@ -7,6 +7,7 @@ re-applies the config whenever the file changes.
 
 import logging
 import os
+import threading
 
 from appliance.clock import SystemClock
 from appliance.errors import PhonehomeError
@@ -32,6 +33,8 @@ class AgentRole:
         self.paused = False
         self._network = None
         self._network_read_mono = None
+        self._setup_stamp = None
+        self._snapshot_lock = threading.Lock()
 
     def start(self):
         # The monitor first, so a Pi that phones itself (the demo) does not start with a refused beat;
@@ -70,17 +73,20 @@ class AgentRole:
             self.monitor = None
 
     def _apply_time(self, config):
-        """Start the clock check, replacing a running one only once the new one runs.
+        """Start the clock check, stopping a running one first (it writes its history).
 
         It runs from first boot on, configured or not: the owner wants to see the
-        clock. The old checker is stopped first (it writes its history) and the
-        new one is swapped in whole, so a heartbeat never sees a half-made one.
+        clock. The new checker is swapped in whole, so a heartbeat never sees a
+        half-made one.
         """
         from appliance.timecheck.checker import TimeChecker
 
         old = self.time
         if old is not None:
-            old.stop()
+            try:
+                old.stop()
+            except Exception:
+                log.exception("stopping the previous clock check failed; starting the new one all the same")
         try:
             checker = TimeChecker(config.time, clock=self._clock, data_dir=config.data_dir)
             checker.start()
@@ -157,17 +163,32 @@ class AgentRole:
         from appliance.status import Peer, build_snapshot
 
         now = self._clock.now()
-        # The network is read at most every NETWORK_READ_S: it changes rarely and reading it may run iw.
-        if self._network_read_mono is None or now.mono - self._network_read_mono >= NETWORK_READ_S:
-            self._network, self._network_read_mono = read_network(), now.mono
+        with self._snapshot_lock:  # the display's and the LEDs' threads both ask; one reads the files
+            # The network is read at most every NETWORK_READ_S: it changes rarely and reading it may run iw.
+            if self._network_read_mono is None or now.mono - self._network_read_mono >= NETWORK_READ_S:
+                self._network, self._network_read_mono = read_network(), now.mono
+            setup = self._current_setup()
+        # Each part is read once: a reload may swap or stop it meanwhile.
         sender, checker, config, monitor = self.sender, self.time, self._config, self.monitor
-        peers = ()
-        if monitor is not None and monitor.service is not None:
-            peers = [Peer(d["name"], d["state"], d["last_heard_at"]) for d in monitor.service.devices(now)]
+        service = getattr(monitor, "service", None)
+        peers = () if service is None else \
+            [Peer(d["name"], d["state"], d["last_heard_at"]) for d in service.devices(now)]
         return build_snapshot(now.wall, device_name=config.device.name, configured=config.agent_configured,
                               targets=sender.status() if sender is not None else (),
                               time_status=checker.status if checker is not None else None,
-                              network=self._network, uptime_s=read_uptime_s(), setup=self.setup, peers=peers)
+                              network=self._network, uptime_s=read_uptime_s(), setup=setup, peers=peers)
+
+    def _current_setup(self):
+        """The setup state, read again whenever setup.json changed (a factory reset, a claim on the web page)."""
+        from appliance.setup import FILE_NAME, load_setup
+
+        try:
+            stamp = os.stat(os.path.join(self._config.data_dir, FILE_NAME)).st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self._setup_stamp or self.setup is None:
+            self.setup, self._setup_stamp = load_setup(self._config.data_dir), stamp
+        return self.setup
 
     def _stop_panel(self):
         if self.panel is not None:

@@ -49,6 +49,9 @@ def _inner(hint):
 def _type(hint):
     if typing.get_origin(hint) is tuple:
         return f"list of {_type(typing.get_args(hint)[0])}"
+    optional = [a for a in typing.get_args(hint) if a is not type(None)]
+    if optional:  # e.g. int | None: a key that may be left out
+        return f"{_type(optional[0])} (optional)"
     return {str: "string", float: "seconds", int: "integer", bool: "boolean"}.get(hint, str(hint))
 
 
@@ -57,6 +60,8 @@ def _default(f):
         return f"`{f.metadata['shown']}`"
     if f.default is dataclasses.MISSING:
         return "required"
+    if f.default is None:
+        return "(none)"
     if f.default in ("", ()):
         return "(empty)"
     if isinstance(f.default, float):

@@ -354,5 +354,9 @@ class Config:
         pins = self.leds.pins + ([self.button.pin] if self.button.pin is not None else [])
         for pin in sorted({p for p in pins if pins.count(p) > 1}):
             yield "leds", f"GPIO {pin} is used twice (LEDs and button need a pin each)"
+        if self.display.driver in ("ssd1306", "sh1106") and self.display.i2c_port == 1:
+            for pin in sorted(set(pins) & {2, 3}):
+                yield "leds" if pin in self.leds.pins else "button", (
+                    f"GPIO {pin} is the I2C bus the display uses (GPIO 2 = SDA, 3 = SCL); choose another pin")
         if self.heartbeat.targets and not self.device.name:
             yield "device.name", "required when heartbeat.targets are set: the monitor knows the device by it"

@@ -173,6 +173,7 @@ def test_an_unconfigured_config_survives_a_round_trip():
     ("[leds]\nrgb = [5, 6, 13]\namber = 19", "leds.rgb: set either rgb or green/red/amber"),
     ("[leds]\ngreen = 17\nred = 27\n[button]\npin = 17", "leds: GPIO 17 is used twice"),
     ("[button]\npin = 40", "button.pin: must be a BCM GPIO number from 2 to 27"),
+    ("[display]\ndriver = 'ssd1306'\n[button]\npin = 3", "button: GPIO 3 is the I2C bus the display uses"),
 ])
 def test_bad_hardware_settings_are_named(text, expected):
     found = problems(text)

@@ -157,3 +157,14 @@ servers = []
     with Image.open(png) as image:
         assert image.size == (128, 64)
     assert agent.panel.display.frame is not None
+
+
+def test_a_new_setup_code_on_disk_is_shown_without_a_restart(tmp_path, roles):
+    from appliance.setup import reset_setup
+
+    config = parse_config(f'data_dir = "{tmp_path / "agent"}"\n[time]\nservers = []\n')
+    agent = AgentRole(config, config_path=str(tmp_path / "phonehome.toml")).start()
+    roles.append(agent)
+    before = agent.snapshot().setup.code
+    after = reset_setup(str(tmp_path / "agent")).code   # what a factory reset does
+    assert before != after and agent.snapshot().setup.code == after

@@ -127,3 +127,24 @@ def test_gpio_that_cannot_be_used_is_said_once_and_tried_again_later(tmp_path, c
     finally:
         panel.stop()
         taken.close()
+
+
+def test_a_bad_led_pin_does_not_take_the_button_away(rig, caplog):
+    panel, factory, clock, _, _ = rig
+    holder = LED(GREEN, pin_factory=factory)  # the green LED's pin is in use by another "program"
+    try:
+        with caplog.at_level(logging.WARNING, logger="phonehome.hardware"):
+            panel.tick(clock.now())
+        assert panel.leds is None and panel.button is not None
+        panel.display.tick(clock.now())
+        first = panel.display.page
+        pin = factory.pin(BUTTON)
+        pin.drive_low()
+        clock.mono += 0.3
+        pin.drive_high()
+        clock.mono += 0.1
+        panel.display.tick(clock.now())
+        assert panel.display.page != first
+        assert sum("heartbeats go on" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        holder.close()
