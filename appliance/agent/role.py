@@ -140,11 +140,10 @@ class AgentRole:
 
     def _apply_panel(self, config):
         """The OLED, LEDs and button, when any is configured; absent hardware is retried by the panel itself."""
-        from appliance.setup import load_setup
-
-        self.setup = load_setup(config.data_dir)
-        if not self.setup.claimed:
-            log.info("setup code %s: enter it at %s to claim this appliance", self.setup.code, self.setup.url)
+        with self._snapshot_lock:
+            setup = self._current_setup()
+        if not setup.claimed:
+            log.info("setup code %s: enter it at %s to claim this appliance", setup.code, setup.url)
         if config.display.driver == "none" and not config.leds.pins and config.button.pin is None:
             return
         try:

@@ -34,6 +34,15 @@ def snapshot(headline_ok=True):
                     uptime_s=3600.0, setup=Setup(code="ABCD-EFGH", url="http://phonehome.local/setup", claimed=True))
 
 
+def short_press(factory, clock):
+    """Press the button for 0.3 s, then let 0.1 s pass."""
+    pin = factory.pin(BUTTON)
+    pin.drive_low()
+    clock.mono += 0.3
+    pin.drive_high()
+    clock.mono += 0.1
+
+
 @pytest.fixture
 def rig(tmp_path):
     config_path = tmp_path / "phonehome.toml"
@@ -75,11 +84,7 @@ def test_a_short_press_turns_the_page(rig):
     panel.tick(clock.now())
     panel.display.tick(clock.now())
     first = panel.display.page
-    pin = factory.pin(BUTTON)
-    pin.drive_low()
-    clock.mono += 0.3
-    pin.drive_high()
-    clock.mono += 0.1
+    short_press(factory, clock)
     panel.display.tick(clock.now())
     assert panel.display.page != first
 
@@ -138,11 +143,7 @@ def test_a_bad_led_pin_does_not_take_the_button_away(rig, caplog):
         assert panel.leds is None and panel.button is not None
         panel.display.tick(clock.now())
         first = panel.display.page
-        pin = factory.pin(BUTTON)
-        pin.drive_low()
-        clock.mono += 0.3
-        pin.drive_high()
-        clock.mono += 0.1
+        short_press(factory, clock)
         panel.display.tick(clock.now())
         assert panel.display.page != first
         assert sum("heartbeats go on" in r.getMessage() for r in caplog.records) == 1
