@@ -56,6 +56,11 @@ def _parser():
     with_config(command("agent", _agent, "Run on the Pi: send heartbeats (and run a monitor if [monitor] is set)."))
     with_config(command("monitor", _monitor, "Run the monitor: receive heartbeats, alert when they stop."))
     with_config(command("check-config", _check_config, "Validate the configuration file and report every problem."))
+    with_config(command("setup-code", _setup_code, "Print the one-time setup code that claims this appliance on "
+                                                   "its web page."))
+    with_config(command("reset-password", _reset_password,
+                        "Forget the web page's admin password and make a new setup code, so the appliance can "
+                        "be claimed again (the settings are kept)."))
     command("config-reference", _config_reference, "Print the configuration reference (Markdown).")
     clock = sub.add_parser("time", help="Check the clock against NTP servers; set the time zone.",
                            description="Check the clock against NTP servers; set the time zone.")
@@ -120,6 +125,27 @@ def _check_config(args):
     if config.monitor is not None:
         parts.append(f"monitor with {len(config.monitor.devices)} device(s)")
     print(f"{args.config}: ok: " + "; ".join(parts))
+    return EXIT_OK
+
+
+def _setup_code(args):
+    from appliance.setup import load_setup
+
+    config = load_config(args.config)
+    setup = load_setup(config.data_dir)
+    if setup.claimed:
+        print("this appliance is already claimed; to set a new admin password run 'phonehome reset-password'")
+        return EXIT_PROBLEM
+    print(f"setup code: {setup.code}  (enter it at {setup.url} or http://<this device's address>/setup)")
+    return EXIT_OK
+
+
+def _reset_password(args):
+    from appliance.setup import reopen
+
+    config = load_config(args.config)
+    setup = reopen(config.data_dir)
+    print(f"admin password forgotten; claim the appliance again at {setup.url} with the setup code {setup.code}")
     return EXIT_OK
 
 

@@ -17,7 +17,7 @@ import time
 from appliance.agent.role import AgentRole
 from appliance.atomic import write_atomic
 from appliance.config import load_config
-from appliance.runtime import serve
+from appliance.runtime import Control, serve
 
 INTERVAL_S = 1.0
 MAX_SILENCE_S = 5.0
@@ -71,7 +71,8 @@ def run_demo(directory, *, scripted, out=sys.stdout):
                                      silence=MAX_SILENCE_S, reminder=REMINDER_EVERY_S), mode=0o600)
     config = load_config(path)
     role = AgentRole(config, config_path=path)
-    stopping = threading.Event()
+    control = Control()
+    stopping = control.stopping
     say = _printer(out)
     say(f"phonehome demo: agent 'demo-pi' beats every {INTERVAL_S:g} s to a monitor on http://127.0.0.1:{port}/ "
         f"(device list: /api/v1/devices, metrics: /metrics).")
@@ -86,7 +87,7 @@ def run_demo(directory, *, scripted, out=sys.stdout):
         driver = threading.Thread(target=_keyboard, args=(role, stopping, say), daemon=True)
     signal.signal(signal.SIGUSR1, lambda *_: _toggle(role, say))
     driver.start()
-    serve(role, path, stopping=stopping)
+    serve(role, path, control=control)
     say(f"demo over; config, database and outbox are in {directory}/")
     return 0
 

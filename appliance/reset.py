@@ -18,6 +18,7 @@ from appliance.atomic import write_atomic
 from appliance.config import Config, config_from_table, parse_config
 from appliance.config.validate import to_table
 from appliance.errors import ConfigError
+from appliance.auth import Passwords
 from appliance.setup import reset_setup
 
 log = logging.getLogger("phonehome.reset")
@@ -57,7 +58,7 @@ def first_boot_text(old_config, data_dir, *, now_wall, backup_path):
 
 
 def factory_reset(config_path, data_dir, *, now_wall):
-    """Back up ``config_path``, replace it with a first-boot config, make a new setup code in ``data_dir``.
+    """Back up ``config_path``, replace it with a first-boot config, make a new setup code, forget the password.
 
     The backup is an exact copy, written atomically with mode 0600 next to
     the config (earlier backups are kept). A missing config file still
@@ -85,6 +86,7 @@ def factory_reset(config_path, data_dir, *, now_wall):
     text = first_boot_text(old_config, data_dir, now_wall=now_wall, backup_path=backup_path)
     # The new code first: the running agent reloads as soon as the config changes and must find it.
     reset_setup(data_dir)
+    Passwords(data_dir).clear()
     write_atomic(config_path, text, mode=0o600)
     if backup_path:
         log.warning("factory reset: the old config is kept in %s; %s now holds a first-boot config and there is "

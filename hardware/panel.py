@@ -80,6 +80,7 @@ class StatusPanel:
         if action == "next-page":
             self.display.next_page()
         elif action == "setup":
+            self._reopen_claim()
             self.display.show_setup()
             log.info("button held: showing the setup page")
         elif action == "reset-armed":
@@ -94,6 +95,19 @@ class StatusPanel:
                 where = exc.filename or self._config_path
                 log.error("factory reset not done, nothing changed: cannot write %s (%s); make its directory "
                           "writable by the agent's user", where, exc.strerror or exc)
+
+    def _reopen_claim(self):
+        """A lost password is recovered with the box in hand: the hold makes a new setup code to claim it again."""
+        from appliance.setup import load_setup, reopen
+
+        data_dir = self._config.data_dir
+        if not load_setup(data_dir).claimed:
+            return
+        try:
+            reopen(data_dir)
+        except OSError as exc:
+            log.error("admin password not reset: cannot write in %s (%s); make data_dir writable by the "
+                      "agent's user", data_dir, exc.strerror)
 
     def _run(self):
         failing = False

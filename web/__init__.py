@@ -1,9 +1,34 @@
-"""The web side of phonehome: Flask apps served by waitress."""
+"""The web side of phonehome: Flask apps served by waitress.
 
-from flask import Flask, jsonify
+``create_agent_app`` is the appliance's own page (setup, dashboard,
+settings, actions); ``create_monitor_app`` the monitor's heartbeat API. One
+blueprint per feature; ``web.security`` guards every route.
+"""
+
+from flask import Flask, jsonify, render_template, url_for
 from werkzeug.exceptions import HTTPException
 
 from appliance.monitor.intake import MAX_BODY
+
+# The biggest thing a browser sends the appliance is a config file to restore.
+MAX_UPLOAD = 256 * 1024
+
+
+def create_agent_app(agent, *, reboot=None):
+    """The appliance's web page for ``agent`` (an AgentRole). ``reboot()`` reboots the machine."""
+    from web import auth, security
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD
+    app.extensions["phonehome.agent"] = agent
+    app.extensions["phonehome.reboot"] = reboot
+    app.extensions["phonehome.data_dir"] = lambda: agent.config.data_dir
+    for blueprint in (auth.bp,):
+        app.register_blueprint(blueprint)
+    security.install(app, data_dir=agent.config.data_dir, web_settings=lambda: agent.config.web, mode="appliance")
+    _page_context(app, device_name=lambda: agent.config.device.name or "phonehome")
+    _html_errors(app)
+    return app
 
 
 def create_monitor_app(service):
@@ -16,6 +41,39 @@ def create_monitor_app(service):
     app.register_blueprint(bp)
     _json_errors(app)
     return app
+
+
+# The menu: (endpoint, label), shown when the app has that page.
+NAV = (("dashboard.index", "Dashboard"), ("monitor_pages.devices", "Devices"), ("settings.index", "Settings"),
+       ("actions.index", "Actions"), ("auth.change_password", "Password"))
+
+
+def _page_context(app, *, device_name):
+    from web.security import logged_in
+
+    @app.context_processor
+    def context():
+        nav = [(url_for(endpoint), label, endpoint) for endpoint, label in NAV if endpoint in app.view_functions]
+        return {"device_name": device_name(), "logged_in": logged_in(), "nav": nav,
+                "mode": app.extensions["phonehome.mode"]}
+
+
+def _html_errors(app):
+    """People get a page that says what to do; scripts under /api/ get JSON."""
+    from web.security import wants_json
+
+    hints = {
+        404: "there is no such page here; start again from the dashboard",
+        405: "this page cannot be used that way; go back and use the page's own buttons",
+        413: f"that upload is larger than {MAX_UPLOAD // 1024} KiB; a phonehome config file is a few KiB",
+    }
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        message = hints.get(exc.code, exc.description)
+        if wants_json():
+            return jsonify(ok=False, error=message), exc.code
+        return render_template("error.html", title=exc.name, message=message), exc.code
 
 
 def _json_errors(app):

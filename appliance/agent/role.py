@@ -16,6 +16,21 @@ from appliance.roles import MonitorRole
 log = logging.getLogger("phonehome.agent")
 
 NETWORK_READ_S = 10.0
+REBOOT_COMMAND = ("systemctl", "reboot")
+
+
+def reboot():
+    """Reboot the machine; return None, or what went wrong."""
+    import subprocess
+
+    try:
+        done = subprocess.run(REBOOT_COMMAND, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not run {' '.join(REBOOT_COMMAND)}: {exc}"
+    if done.returncode != 0:
+        return f"{' '.join(REBOOT_COMMAND)} failed: {(done.stderr or done.stdout).strip() or done.returncode}"
+    log.warning("rebooting, as asked from the web page")
+    return None
 
 
 class AgentRole:
@@ -35,6 +50,29 @@ class AgentRole:
         self._network_read_mono = None
         self._setup_stamp = None
         self._snapshot_lock = threading.Lock()
+        self.web = None
+        self.control = None  # the runtime's Control (set by runtime.serve): reloads and restarts on its loop
+
+    @property
+    def config(self):
+        """The config now running."""
+        return self._config
+
+    @property
+    def config_path(self):
+        return self._config_path
+
+    def reload_now(self, *, wait_s=10.0):
+        """Re-read the config file and apply it now; return runtime.Applied (None if it took over ``wait_s``).
+
+        Under ``runtime.serve`` the daemon's loop does it, so two reloads never overlap.
+        """
+        from appliance.runtime import Applied, reload_config
+
+        if self.control is not None:
+            return self.control.reload(wait_s=wait_s)
+        ok, error = reload_config(self, self._config_path)
+        return Applied(ok, self._clock.now().wall, error)
 
     def start(self):
         # The monitor first, so a Pi that phones itself (the demo) does not start with a refused beat;
@@ -43,6 +81,7 @@ class AgentRole:
         self._apply_time(self._config)
         self._apply_sender(self._config)
         self._apply_panel(self._config)
+        self._apply_web(self._config)
         return self
 
     def apply(self, config):
@@ -59,6 +98,39 @@ class AgentRole:
         if config.monitor is None:
             self._stop_monitor()
         self._apply_monitor(config)
+        if (old.web.listen, old.data_dir) != (config.web.listen, config.data_dir):
+            self._apply_web(config, old=self.web)
+
+    def _apply_web(self, config, *, old=None):
+        """Serve the setup page and dashboard on web.listen; a page that cannot start never stops heartbeats.
+
+        On a change of address the new server starts first; the old one stops
+        a moment later, so the request that saved the change still gets its answer.
+        """
+        from web import create_agent_app
+        from web.server import HttpServer
+
+        self.web = None
+        listen = config.web.listen
+        if listen:
+            try:
+                if old is not None and old.listen.rpartition(":")[2] == listen.rpartition(":")[2]:
+                    old.stop()  # same port on another host: the old socket holds the port
+                    old = None
+                self.web = HttpServer(create_agent_app(self, reboot=reboot), listen).start()
+                log.info("web page on http://%s/", listen)
+            except OSError as exc:
+                log.error("the web page cannot listen on %s (%s); change web.listen or stop what uses that port; "
+                          "heartbeats go on", listen, exc.strerror)
+            except Exception:
+                log.exception("the web page could not start; heartbeats go on")
+        if old is not None:
+            threading.Timer(1.0, old.stop).start()
+
+    def _stop_web(self):
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
 
     def _apply_monitor(self, config):
         if config.monitor is None:
@@ -186,7 +258,11 @@ class AgentRole:
         except OSError:
             stamp = None
         if stamp != self._setup_stamp or self.setup is None:
+            before = self.setup
             self.setup, self._setup_stamp = load_setup(self._config.data_dir), stamp
+            if before is not None and not self.setup.claimed and self.setup.code != before.code:
+                log.info("new setup code %s: enter it at %s to claim this appliance", self.setup.code,
+                         self.setup.url)
         return self.setup
 
     def _stop_panel(self):
@@ -205,6 +281,7 @@ class AgentRole:
             self.monitor = None
 
     def stop(self):
+        self._stop_web()
         self._stop_panel()
         self._stop_sender()
         self._stop_time()

@@ -331,6 +331,33 @@ class Button:
     pin: int | None = setting(None, doc="BCM pin the button connects to ground", check=check_pin)
 
 
+def check_hostname(value):
+    labels = value.rstrip(".").split(".")
+    if not value or len(value) > 253 or not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", x)
+                                                for x in labels):
+        return f"must be a host name like 'phonehome.lan' or 'monitor.example.com' (no port, no scheme), got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Web:
+    """The web pages: the appliance's setup page and dashboard (the monitor's are on monitor.listen)."""
+
+    listen: str = setting("127.0.0.1:8080", doc="HOST:PORT the appliance's web page listens on "
+                                                "(the SD image uses 0.0.0.0:80); empty: no web page",
+                          check=lambda v: check_listen(v) if v else None)
+    hostnames: tuple[str, ...] = setting((), doc="names besides this machine's own host name, localhost and IP "
+                                                 "addresses that browsers may use to reach the pages (e.g. "
+                                                 "'monitor.example.com' behind a proxy); others are refused "
+                                                 "against DNS rebinding", check=check_hostname)
+    api_token: str = setting("", doc="lets scripts read /api/v1/status, /api/v1/devices and /metrics with "
+                                     "'Authorization: Bearer TOKEN'; empty: those need a logged-in session")
+
+    def problems(self):
+        if self.api_token and len(self.api_token) < 16:
+            yield "api_token", "must be at least 16 characters; use e.g. the output of 'openssl rand -hex 16'"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration file."""
@@ -344,6 +371,7 @@ class Config:
     display: Display = setting(doc="the [display] table", factory=Display)
     leds: Leds = setting(doc="the [leds] table", factory=Leds)
     button: Button = setting(doc="the [button] table", factory=Button)
+    web: Web = setting(doc="the [web] table", factory=Web)
 
     @property
     def agent_configured(self):

@@ -124,15 +124,15 @@ def test_reload_keeps_the_running_config_when_the_file_vanished_or_is_bad(tmp_pa
     path = tmp_path / "phonehome.toml"
     role = Recorder()
     with caplog.at_level(logging.ERROR):
-        assert not reload_config(role, str(path))                      # vanished for a moment
+        assert not reload_config(role, str(path))[0]                   # vanished for a moment
         path.write_text("[heartbeat]\ninterval_s = 'often'\n")
-        assert not reload_config(role, str(path))                      # does not validate
+        assert not reload_config(role, str(path))[0]                   # does not validate
     assert role.applied == []
     assert any("file not found" in r.getMessage() for r in caplog.records)
     assert any("heartbeat.interval_s" in r.getMessage() for r in caplog.records)
     good = parse_config('[device]\nname = "home"\n')
     save_config(str(path), dataclasses.replace(good, data_dir=str(tmp_path)))
-    assert reload_config(role, str(path))
+    assert reload_config(role, str(path)) == (True, "")
     assert role.applied[0].device.name == "home"
 
 

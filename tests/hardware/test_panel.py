@@ -109,6 +109,25 @@ def test_the_button_resets_to_factory_settings_with_a_backup(rig):
     assert not after.agent_configured and after.leds.green == GREEN  # hardware settings kept to read the code
 
 
+def test_holding_the_button_5_s_recovers_a_lost_password(rig, tmp_path):
+    from appliance.auth import Passwords
+    from appliance.setup import claim, load_setup
+
+    panel, factory, clock, _, _ = rig
+    data_dir = str(tmp_path / "data")
+    claim(data_dir, load_setup(data_dir).code, "old password")
+    panel.tick(clock.now())
+    pin = factory.pin(BUTTON)
+    pin.drive_low()
+    clock.mono += 5
+    panel.button.tick()                # held 5 s: the setup page, with a new code
+    pin.drive_high()
+    setup = load_setup(data_dir)
+    assert not setup.claimed and not Passwords(data_dir).is_set
+    claim(data_dir, setup.code, "new password")
+    assert Passwords(data_dir).check("new password") and not Passwords(data_dir).check("old password")
+
+
 def test_gpio_that_cannot_be_used_is_said_once_and_tried_again_later(tmp_path, caplog):
     config = parse_config(f'data_dir = "{tmp_path}"\n[leds]\ngreen = {GREEN}\nred = {RED}\n')
     save_config(str(tmp_path / "c.toml"), config)

@@ -1,0 +1,48 @@
+"""Failed-login counting per client, so a LAN device cannot guess the password or the setup code."""
+
+import threading
+import time
+from collections import OrderedDict, deque
+
+
+class FailureLimiter:
+    """At most ``max_failures`` failures per client in any ``window_s``; then the client waits.
+
+    Memory is bounded: at most ``max_clients`` clients are remembered, the
+    least recently seen forgotten first. ``now`` is a monotonic clock.
+    """
+
+    def __init__(self, *, max_failures=5, window_s=300.0, max_clients=1024, now=time.monotonic):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._max_clients = max_clients
+        self._now = now
+        self._failures = OrderedDict()  # client -> deque of monotonic failure times
+        self._lock = threading.Lock()
+
+    def wait_s(self, client):
+        """Seconds ``client`` must wait before trying again; 0 when it may try now."""
+        now = self._now()
+        with self._lock:
+            times = self._recent(client, now)
+            if len(times) < self.max_failures:
+                return 0.0
+            return max(0.0, times[0] + self.window_s - now)
+
+    def failed(self, client):
+        now = self._now()
+        with self._lock:
+            self._recent(client, now).append(now)
+            self._failures.move_to_end(client)
+            while len(self._failures) > self._max_clients:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, client):
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _recent(self, client, now):
+        times = self._failures.setdefault(client, deque(maxlen=self.max_failures))
+        while times and times[0] + self.window_s <= now:
+            times.popleft()
+        return times
