@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from appliance.alerts.eml import build_email
 from appliance.alerts.smtp import EmailChannel
 from appliance.atomic import write_atomic
+from appliance.config.secrets import mask_url
 from appliance.errors import DeliveryError
 
 __all__ = ["AppriseChannel", "Channel", "EmailChannel", "OutboxChannel", "build_channels", "build_email", "mask_url",
@@ -91,27 +92,6 @@ class AppriseChannel:
 
     def _scrub(self, text):
         return _replace_all(text, self._secrets)
-
-
-def mask_url(url):
-    """``url`` reduced to what is safe to show: "json://127.0.0.1:8080/****", "tgram://****".
-
-    Many Apprise URLs keep a token where the host goes (tgram://BOTTOKEN/…,
-    ntfy://TOPIC), so the host is shown only when it looks like a host name
-    (has a dot, is an IPv6 address, or is "localhost").
-    """
-    parts = urlsplit(url)
-    try:
-        host, port = parts.hostname or "", parts.port
-    except ValueError:  # "tgram://123:ABC/…": the token's second half parses as a port
-        host, port = "", None
-    if "." not in host and ":" not in host and host != "localhost":
-        return f"{parts.scheme}://****"
-    shown = f"[{host}]" if ":" in host else host
-    if port is not None:
-        shown += f":{port}"
-    rest = parts.username or parts.password or parts.path.strip("/") or parts.query or parts.fragment
-    return f"{parts.scheme}://{shown}" + ("/****" if rest else "")
 
 
 def redact(text, url):

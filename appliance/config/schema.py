@@ -84,9 +84,9 @@ class Device:
 class Target:
     """One place the agent phones home to."""
 
-    url: str = setting(doc="where to send the heartbeat (http:// or https://)", check=check_url)
+    url: str = setting(doc="where to send the heartbeat (http:// or https://)", check=check_url, secret=True)
     kind: str = setting("phonehome", doc="phonehome, healthchecks, uptime-kuma or url", choices=TARGET_KINDS)
-    token: str = setting("", doc="the device's token on a phonehome monitor (kind phonehome only)")
+    token: str = setting("", doc="the device's token on a phonehome monitor (kind phonehome only)", secret=True)
     name: str = setting("", doc="a label for logs and the status page (default: the URL's host)")
 
     @property
@@ -125,7 +125,7 @@ class MonitoredDevice:
     """A device the monitor watches."""
 
     name: str = setting(doc="the device's name; heartbeats carry it in their 'device' field", check=check_name)
-    token: str = setting("", doc="shared secret the device sends as 'Authorization: Bearer TOKEN'")
+    token: str = setting("", doc="shared secret the device sends as 'Authorization: Bearer TOKEN'", secret=True)
     max_silence_s: float = setting(300.0, doc="silence after which the device is declared down",
                                    min=MIN_INTERVAL_S, unit=" s")
     reminder_every_s: float = setting(14400.0, doc="repeat the DOWN alert this often while down; 0 = never",
@@ -192,7 +192,7 @@ class Alerts:
     """Where alerts go and how hard phonehome tries."""
 
     urls: tuple[str, ...] = setting((), doc="Apprise URLs (ntfy://, pover://, tgram://, json://, …)",
-                                    check=check_apprise_url)
+                                    check=check_apprise_url, secret=True)
     email: Email | None = setting(None, doc="the [alerts.email] table; leave it out for no e-mail")
     outbox_dir: str = setting("", doc="also write every alert as an .eml file here and print it",
                               path=True)
@@ -351,7 +351,8 @@ class Web:
                                                  "'monitor.example.com' behind a proxy); others are refused "
                                                  "against DNS rebinding", check=check_hostname)
     api_token: str = setting("", doc="lets scripts read /api/v1/status, /api/v1/devices and /metrics with "
-                                     "'Authorization: Bearer TOKEN'; empty: those need a logged-in session")
+                                     "'Authorization: Bearer TOKEN'; empty: those need a logged-in session",
+                             secret=True)
 
     def problems(self):
         if self.api_token and len(self.api_token) < 16:

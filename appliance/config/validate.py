@@ -16,15 +16,17 @@ import typing
 
 
 def setting(default=dataclasses.MISSING, *, doc, factory=None, check=None, min=None, choices=None, unit="",
-            path=False, shown=None):
+            path=False, shown=None, secret=False):
     """A config field with its documentation and its checks.
 
     ``check(value)`` returns an error message or None; ``min`` is the smallest
     accepted number; ``choices`` the accepted strings; ``path`` marks a file
     or directory name that is taken relative to the config file's directory;
-    ``shown`` is how the reference writes the default (e.g. "0x3C").
+    ``shown`` is how the reference writes the default (e.g. "0x3C"); ``secret``
+    marks a value never shown in full (see ``appliance.config.secrets``).
     """
-    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit, "path": path, "shown": shown}
+    meta = {"doc": doc, "check": check, "min": min, "choices": choices, "unit": unit, "path": path, "shown": shown,
+            "secret": secret}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
