@@ -48,12 +48,12 @@ def install(app, *, data_dir, web_settings, mode):
     app.extensions["phonehome.passwords"] = Passwords(data_dir)
     app.extensions["phonehome.web_settings"] = web_settings
     app.extensions["phonehome.mode"] = mode
+    app.before_request(_guard)  # before the CSRF check: a stranger is sent to log in, not told about tokens
     csrf = CSRFProtect(app)
     for endpoint in TOKEN_ONLY:
         view = app.view_functions.get(endpoint)
         if view is not None:
             csrf.exempt(view)
-    app.before_request(_guard)
     app.after_request(_headers)
     app.register_error_handler(CSRFError, _csrf_error)
 
