@@ -2,7 +2,8 @@
 
 The first-boot config keeps only what describes the box itself and holds
 no secret: ``data_dir`` and the [display], [leds] and [button] tables, so
-the button and display still work afterwards to show the new setup code.
+the button and display still work afterwards to show the new setup code,
+and [web] without its api_token, so the page stays where the browser is.
 Everything else (device name, targets and their tokens, monitor, alerts,
 clock settings) goes. The running agent picks the new file up itself: its
 config watcher sees the file change.
@@ -16,6 +17,7 @@ import tomli_w
 
 from appliance.atomic import write_atomic
 from appliance.config import Config, config_from_table, parse_config
+from appliance.config.secrets import secret_fields
 from appliance.config.validate import to_table
 from appliance.errors import ConfigError
 from appliance.auth import Passwords
@@ -23,8 +25,9 @@ from appliance.setup import reset_setup
 
 log = logging.getLogger("phonehome.reset")
 
-# Tables a factory reset keeps: they describe the hardware, not its owner.
-KEPT_TABLES = ("display", "leds", "button")
+# Tables a factory reset keeps: they describe the hardware and how the box is reached, not its owner.
+# Secrets in them (web.api_token) go.
+KEPT_TABLES = ("display", "leds", "button", "web")
 
 
 def backup_path_for(config_path, now_wall):
@@ -98,6 +101,7 @@ def factory_reset(config_path, data_dir, *, now_wall):
 
 
 def _changed(section):
-    """The fields of a config table that differ from their defaults, as a TOML table."""
+    """The fields of a config table that differ from their defaults and hold no secret, as a TOML table."""
     default = to_table(type(section)())
-    return {key: value for key, value in to_table(section).items() if default.get(key) != value}
+    secret = secret_fields(type(section))
+    return {key: value for key, value in to_table(section).items() if default.get(key) != value and key not in secret}

@@ -39,6 +39,10 @@ active_high = false
 
 [button]
 pin = 4
+
+[web]
+listen = "0.0.0.0:80"
+api_token = "api-token-s3cret-0123456789"
 """
 
 
@@ -73,10 +77,22 @@ def test_the_new_config_is_first_boot_with_the_hardware_kept(files):
     assert (config.display.driver, config.display.height) == ("ssd1306", 32)
     assert (config.leds.green, config.leds.red, config.leds.active_high) == (17, 27, False)
     assert config.button.pin == 4 and config.data_dir == data_dir
+    # The page stays where the browser is, without the API token.
+    assert config.web.listen == "0.0.0.0:80" and config.web.api_token == ""
     text = Path(config_path).read_text()
     assert "s3cret" not in text and "[device]" not in text and "Berlin" not in text
     assert text.startswith("# phonehome: written by a factory reset on 2023-11-14 22:13:20 UTC; the old one is ")
     assert os.stat(config_path).st_mode & 0o777 == 0o600
+
+
+def test_the_admin_password_is_forgotten(files):
+    from appliance.auth import Passwords
+    from appliance.setup import claim
+
+    config_path, data_dir = files
+    claim(data_dir, load_setup(data_dir).code, "a password to forget")
+    factory_reset(config_path, data_dir, now_wall=NOW)
+    assert not Passwords(data_dir).is_set and not load_setup(data_dir).claimed
 
 
 def test_a_new_setup_code_is_made(files):
