@@ -104,28 +104,46 @@ class AgentRole:
     def _apply_web(self, config, *, old=None):
         """Serve the setup page and dashboard on web.listen; a page that cannot start never stops heartbeats.
 
-        On a change of address the new server starts first; the old one stops
-        a moment later, so the request that saved the change still gets its answer.
+        On a change of address the new server starts first and the old one
+        stops a moment later, so the request that saved the change still gets
+        its answer; when the new address cannot be used, the old server stays.
         """
+        listen = config.web.listen
+        if not listen:
+            self.web = None
+            if old is not None:
+                threading.Timer(1.0, old.stop).start()
+            log.info("web page off (web.listen is empty)")
+            return
+        same_port = old is not None and old.listen.rpartition(":")[2] == listen.rpartition(":")[2]
+        if same_port:
+            old.stop()  # the same port on another host (or a new data_dir): the old socket holds the port
+        server = self._serve_web(listen)
+        if server is None and old is not None and not same_port:
+            log.error("the web page stays on http://%s/", old.listen)
+            self.web = old
+            return
+        if server is None and same_port:
+            server = self._serve_web(old.listen)  # back where it was, so the owner is not locked out
+        self.web = server
+        if old is not None and not same_port:
+            threading.Timer(1.0, old.stop).start()
+
+    def _serve_web(self, listen):
         from web import create_agent_app
         from web.server import HttpServer
 
-        self.web = None
-        listen = config.web.listen
-        if listen:
-            try:
-                if old is not None and old.listen.rpartition(":")[2] == listen.rpartition(":")[2]:
-                    old.stop()  # same port on another host: the old socket holds the port
-                    old = None
-                self.web = HttpServer(create_agent_app(self, reboot=reboot), listen).start()
-                log.info("web page on http://%s/", listen)
-            except OSError as exc:
-                log.error("the web page cannot listen on %s (%s); change web.listen or stop what uses that port; "
-                          "heartbeats go on", listen, exc.strerror)
-            except Exception:
-                log.exception("the web page could not start; heartbeats go on")
-        if old is not None:
-            threading.Timer(1.0, old.stop).start()
+        try:
+            server = HttpServer(create_agent_app(self, reboot=reboot), listen).start()
+        except OSError as exc:
+            log.error("the web page cannot listen on %s (%s); change web.listen or stop what uses that port; "
+                      "heartbeats go on", listen, exc.strerror)
+            return None
+        except Exception:
+            log.exception("the web page could not start; heartbeats go on")
+            return None
+        log.info("web page on http://%s/", listen)
+        return server
 
     def _stop_web(self):
         if self.web is not None:
