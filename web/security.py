@@ -26,7 +26,7 @@ from appliance.auth import Passwords, session_key
 
 PUBLIC = {"static", "auth.login", "auth.setup"}
 TOKEN_ONLY = {"monitor_api.heartbeat"}
-TOKEN_OR_SESSION = {"status_api.status", "monitor_api.devices", "monitor_api.metrics"}
+TOKEN_OR_SESSION = {"status_api.status", "dashboard.history", "monitor_api.devices", "monitor_api.metrics"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from appliance.agent import transport
+from appliance.agent.beathistory import BeatHistory
 from appliance.agent.failures import STATE_FILE, FailureLog, target_key
 from appliance.agent.schedule import Schedule
 from appliance.agent.system import read_boot_id, read_uptime_s
@@ -47,6 +48,17 @@ class TargetStatus:
     last_attempt_at: float | None = None
     last_received_at: float | None = None
     beats_ok: int = 0  # delivered beats since the agent started (a status LED blinks once per beat)
+
+
+@dataclass(frozen=True)
+class TargetHistory:
+    """One target's last day, for the web page: ``points`` (beathistory.RttPoint, a slot a minute, oldest
+    first) and ``windows`` (failures.Window, the last failure windows, oldest first). Kept in memory only."""
+
+    label: str
+    kind: str
+    points: tuple
+    windows: tuple
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class TargetWorker:
         self._failing_since_mono = None
         self._schedule = Schedule.starting_at(started.mono, interval_s)
         self._status = TargetStatus(label=target.label, kind=target.kind, url=target.url)
+        self.history = BeatHistory()  # the page's chart and history: in memory, never written to disk
         self.wake = threading.Event()
 
     @property
@@ -173,6 +186,7 @@ class TargetWorker:
     def _failed(self, now, error):
         old = self._status
         self._failures.failed(self._key, now.wall)
+        self.history.failed(now.wall)
         if old.state != "failing":
             self._failing_since_mono = now.mono
             log.warning("heartbeat to %s failing: %s; retrying", old.label, error)
@@ -185,6 +199,7 @@ class TargetWorker:
     def _succeeded(self, now, result):
         old = self._status
         self._failures.succeeded(self._key, now.wall, acknowledged=200 <= result.status < 300)
+        self.history.succeeded(now.wall, result.rtt_ms)
         if old.state == "failing":
             log.info("heartbeat to %s restored after %s (%d failed send%s)", old.label,
                      format_duration(now.mono - self._failing_since_mono), old.consecutive_failures,
@@ -299,6 +314,12 @@ class HeartbeatSender:
     def status(self):
         """A TargetStatus per target, in config order; never waits for a send."""
         return tuple(worker.status for worker in self.workers)
+
+    def history(self):
+        """A TargetHistory per target, in config order: the last 24 h of round trips and the last failure
+        windows, from memory (a restart starts them afresh); never waits for a send."""
+        return tuple(TargetHistory(w.target.label, w.target.kind, w.history.points(), w.history.windows())
+                     for w in self.workers)
 
     def __enter__(self):
         self.start()

@@ -5,20 +5,24 @@ import pytest
 
 from web.security import PUBLIC, TOKEN_ONLY
 
-SAMPLE_ARGS = {"int": "0", "string": "x", "default": "x", "path": "x/y"}
+SAMPLE_ARGS = {"integer": 0, "int": 0, "float": 1.0, "unicode": "x", "string": "x", "path": "x/y"}
 
 
 def urls(app):
-    """(endpoint, method, url) for every rule, with sample values for its arguments."""
+    """(endpoint, method, url) for every rule, with sample values for its arguments (every value of an any())."""
     out = []
     for rule in app.url_map.iter_rules():
-        values = {name: SAMPLE_ARGS.get(type(conv).__name__.replace("Converter", "").lower(), "x")
-                  for name, conv in rule._converters.items()}
+        choices = [{}]
+        for name, conv in rule._converters.items():
+            options = sorted(conv.items) if hasattr(conv, "items") else \
+                [SAMPLE_ARGS.get(type(conv).__name__.replace("Converter", "").lower(), "x")]
+            choices = [dict(c, **{name: option}) for c in choices for option in options]
         if rule.endpoint == "static":
-            values = {"filename": "style.css"}
-        url = rule.build(values)[1]
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            out.append((rule.endpoint, method, url))
+            choices = [{"filename": "style.css"}]
+        for values in choices:
+            url = rule.build(values)[1]
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                out.append((rule.endpoint, method, url))
     return out
 
 
