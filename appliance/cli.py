@@ -54,7 +54,14 @@ def _parser():
         return p
 
     with_config(command("agent", _agent, "Run on the Pi: send heartbeats (and run a monitor if [monitor] is set)."))
-    with_config(command("monitor", _monitor, "Run the monitor: receive heartbeats, alert when they stop."))
+    monitor = with_config(command("monitor", _monitor, "Run the monitor: receive heartbeats, alert when they stop; "
+                                                       "or set the admin password of its web pages."))
+    monitor.add_argument("action", nargs="?", choices=("run", "set-password"), default="run",
+                         help="run (the default): run the monitor; set-password: choose the admin password of "
+                              "the monitor's web pages (asked twice; browsers logged in are logged out)")
+    monitor.add_argument("--password-stdin", action="store_true",
+                         help="with set-password: read the password from the first line of standard input "
+                              "(for scripts) instead of asking")
     with_config(command("check-config", _check_config, "Validate the configuration file and report every problem."))
     with_config(command("setup-code", _setup_code, "Print the one-time setup code that claims this appliance on "
                                                    "its web page."))
@@ -101,18 +108,70 @@ def _setup_logging(verbose):
 
 def _agent(args):
     from appliance.agent.role import AgentRole
-    from appliance.runtime import serve
+    from appliance.runtime import Control, restart_process, serve
 
     config = load_config(args.config)
-    return serve(AgentRole(config, config_path=args.config), args.config)
+    control = Control()
+    code = serve(AgentRole(config, config_path=args.config), args.config, control=control)
+    if control.restart_requested:  # the web page's "Restart": everything stopped in order, now start afresh
+        restart_process()
+    return code
 
 
 def _monitor(args):
     from appliance.roles import MonitorRole
     from appliance.runtime import serve
 
+    if args.action == "set-password":
+        return _set_monitor_password(args)
+    if args.password_stdin:
+        print("phonehome: --password-stdin goes with 'phonehome monitor set-password'", file=sys.stderr)
+        return EXIT_USAGE
     config = load_config(args.config)
     return serve(MonitorRole(config), args.config)
+
+
+def _set_monitor_password(args):
+    """Set the admin password of the monitor's pages in data_dir (a running monitor uses it at once)."""
+    from appliance.auth import Passwords, password_problem
+    from appliance.config.schema import Monitor
+
+    config = load_config(args.config)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        print("phonehome: there is no terminal to ask for the password on; pipe it in with --password-stdin",
+              file=sys.stderr)
+        return EXIT_USAGE
+    else:
+        import getpass
+
+        password = getpass.getpass("New admin password for the monitor's pages: ")
+        problem = password_problem(password)
+        if not problem and getpass.getpass("The same password again: ") != password:
+            print("phonehome: the two passwords differ; nothing was changed, run the command again",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    problem = password_problem(password)
+    if problem:
+        print(f"phonehome: the password {problem}; nothing was changed", file=sys.stderr)
+        return EXIT_USAGE
+    passwords = Passwords(config.data_dir)
+    passwords.set(password)
+    _hand_to_data_dir_owner(config.data_dir, passwords.path)
+    listen = (config.monitor or Monitor()).listen
+    print(f"admin password set in {passwords.path}; log in at http://{listen}/ (browsers that were logged in "
+          f"are logged out)")
+    return EXIT_OK
+
+
+def _hand_to_data_dir_owner(data_dir, path):
+    """Run as root (sudo), give the file to data_dir's owner, so the monitor's own user can read it."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    owner = os.stat(data_dir)
+    if (owner.st_uid, owner.st_gid) != (0, 0):
+        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _check_config(args):

@@ -51,6 +51,10 @@ reminder_every_s = {reminder}
 [alerts]
 outbox_dir = "outbox"
 
+[web]
+# Lets scripts (and the curl line the demo prints) read the monitor's device list and metrics.
+api_token = "{api_token}"
+
 [time]
 # The demo talks only to 127.0.0.1: the clock is checked against the system's time service alone.
 servers = []
@@ -67,7 +71,8 @@ def run_demo(directory, *, scripted, out=sys.stdout):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "phonehome.toml")
     port = _free_port()
-    write_atomic(path, CONFIG.format(port=port, token=secrets.token_hex(16), interval=INTERVAL_S,
+    api_token = secrets.token_hex(16)
+    write_atomic(path, CONFIG.format(port=port, token=secrets.token_hex(16), api_token=api_token, interval=INTERVAL_S,
                                      silence=MAX_SILENCE_S, reminder=REMINDER_EVERY_S), mode=0o600)
     config = load_config(path)
     role = AgentRole(config, config_path=path)
@@ -75,7 +80,9 @@ def run_demo(directory, *, scripted, out=sys.stdout):
     stopping = control.stopping
     say = _printer(out)
     say(f"phonehome demo: agent 'demo-pi' beats every {INTERVAL_S:g} s to a monitor on http://127.0.0.1:{port}/ "
-        f"(device list: /api/v1/devices, metrics: /metrics).")
+        f"(its pages need an admin password: phonehome monitor set-password --config {path}).")
+    say(f"Device list and metrics for scripts: curl -H 'Authorization: Bearer {api_token}' "
+        f"http://127.0.0.1:{port}/api/v1/devices (or /metrics).")
     say(f"The monitor declares it DOWN after {MAX_SILENCE_S:g} s of silence. Alerts are printed here and saved "
         f"as .eml files in {os.path.join(directory, 'outbox')}; the OLED's pages are drawn into "
         f"{os.path.join(directory, 'display.png')}.")

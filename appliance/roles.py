@@ -15,8 +15,9 @@ log = logging.getLogger("phonehome")
 class MonitorRole:
     """The monitor service and its HTTP server."""
 
-    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0):
+    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0, web_mode="monitor"):
         self._config = config
+        self._web_mode = web_mode  # "appliance" inside an agent: the password comes from claiming the Pi
         self._options = dict(clock=clock, channels=channels, retry_first_s=retry_first_s)
         self.service = None
         self.server = None
@@ -42,7 +43,7 @@ class MonitorRole:
         from web.server import HttpServer
 
         try:
-            server = HttpServer(create_monitor_app(self.service), listen).start()
+            server = HttpServer(create_monitor_app(self.service, mode=self._web_mode), listen).start()
         except OSError as exc:
             raise ListenError(f"monitor cannot listen on {listen}: {exc.strerror}; "
                               f"change monitor.listen or stop what uses that port") from None

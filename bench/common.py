@@ -185,13 +185,19 @@ def utc_now_text():
 
 # -- the monitor under test ----------------------------------------------
 
+# The [web] api_token of every benchmark's monitor: its device list and /metrics need it (or a login).
+API_TOKEN = "bench-api-token-0123456789abcdef"
+API_HEADERS = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
 def monitor_config_text(*, port, data_dir, devices, smtp_port=None):
     """TOML for a monitor on 127.0.0.1:``port``.
 
     ``devices`` is a list of (name, token, max_silence_s, reminder_every_s);
     with ``smtp_port`` alerts go by e-mail (security "none") to a sink there.
     """
-    lines = [f'data_dir = "{data_dir}"', "[monitor]", f'listen = "127.0.0.1:{port}"']
+    lines = [f'data_dir = "{data_dir}"', "[web]", f'api_token = "{API_TOKEN}"', "[monitor]",
+             f'listen = "127.0.0.1:{port}"']
     for name, token, silence_s, reminder_s in devices:
         lines += ["[[monitor.devices]]", f'name = "{name}"', f'token = "{token}"',
                   f"max_silence_s = {silence_s}", f"reminder_every_s = {reminder_s}"]
@@ -280,7 +286,7 @@ class MonitorProcess:
 
     def received_total(self):
         """``phonehome_heartbeats_received_total`` from the monitor's /metrics."""
-        text = requests.get(self.base_url + "/metrics", timeout=30).text
+        text = requests.get(self.base_url + "/metrics", headers=API_HEADERS, timeout=30).text
         for line in text.splitlines():
             if line.startswith("phonehome_heartbeats_received_total "):
                 return int(float(line.split()[1]))

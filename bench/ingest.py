@@ -40,6 +40,7 @@ import time
 import requests
 
 from bench.common import (
+    API_HEADERS,
     MonitorProcess,
     describe_machine,
     free_port,
@@ -128,7 +129,8 @@ def run(*, devices=10_000, duration_s=20, repeats=3, connections=32, threads=1, 
                 result["profiled"] = _profiled(monitor, load, profile_s)
             result["rss_kib_after_load"] = monitor.rss_kib()
             memory = {d["name"]: d["last_heard_at"] for d in
-                      requests.get(monitor.base_url + "/api/v1/devices", timeout=60).json()["devices"]}
+                      requests.get(monitor.base_url + "/api/v1/devices", headers=API_HEADERS,
+                                   timeout=60).json()["devices"]}
             exit_code, stop_s = monitor.stop(timeout_s=60)
             result["monitor_exit_code"], result["monitor_stop_s"] = exit_code, stop_s
             result["monitor_log_tail"] = monitor.log_tail(10) if exit_code != 0 else ""

@@ -19,6 +19,7 @@ from appliance.atomic import write_atomic
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-token-0123456789"
+API_TOKEN = "e2e-api-token-0123456789"
 # The console script the package installs, as a user runs it.
 PHONEHOME = os.path.join(os.path.dirname(sys.executable), "phonehome")
 SILENCE_S = 1.0
@@ -35,6 +36,8 @@ def monitor_config(tmp_path, smtp_sink, free_port):
     port = free_port()
     text = f"""
 data_dir = "{tmp_path / 'monitor-data'}"
+[web]
+api_token = "{API_TOKEN}"
 [monitor]
 listen = "127.0.0.1:{port}"
 [[monitor.devices]]
@@ -120,7 +123,8 @@ def wait_until(predicate, timeout_s, what):
 
 def device(port, name="home"):
     try:
-        r = requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=1)
+        r = requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=1,
+                         headers={"Authorization": f"Bearer {API_TOKEN}"})
     except requests.ConnectionError:
         return None
     return {d["name"]: d for d in r.json()["devices"]}.get(name)

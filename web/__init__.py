@@ -16,14 +16,14 @@ MAX_UPLOAD = 256 * 1024
 
 def create_agent_app(agent, *, reboot=None):
     """The appliance's web page for ``agent`` (an AgentRole). ``reboot()`` reboots the machine."""
-    from web import auth, security
+    from web import actions, auth, dashboard, security, settings, status_api
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD
     app.extensions["phonehome.agent"] = agent
     app.extensions["phonehome.reboot"] = reboot
     app.extensions["phonehome.data_dir"] = lambda: agent.config.data_dir
-    for blueprint in (auth.bp,):
+    for blueprint in (auth.bp, actions.bp, status_api.bp, dashboard.bp, settings.bp):
         app.register_blueprint(blueprint)
     security.install(app, data_dir=agent.config.data_dir, web_settings=lambda: agent.config.web, mode="appliance")
     _page_context(app, device_name=lambda: agent.config.device.name or "phonehome")
@@ -31,15 +31,26 @@ def create_agent_app(agent, *, reboot=None):
     return app
 
 
-def create_monitor_app(service):
-    """The monitor's Flask app: heartbeat intake, device list and metrics for ``service``."""
-    from web.monitor_api import bp
+def create_monitor_app(service, *, mode="monitor"):
+    """The monitor's Flask app for ``service`` (a MonitorService): heartbeat intake, the device pages, the
+    JSON device list and metrics.
+
+    data_dir (the admin password, the session key) and the [web] table (host
+    names, api_token) come from ``service.config``, so a reloaded config
+    applies at once. ``mode`` "monitor": the password is set with
+    ``phonehome monitor set-password``.
+    """
+    from web import auth, monitor_api, monitor_pages, security
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # a heartbeat or a form: both far smaller
     app.extensions["phonehome.monitor"] = service
-    app.register_blueprint(bp)
-    _json_errors(app)
+    app.extensions["phonehome.data_dir"] = lambda: service.config.data_dir
+    for blueprint in (auth.bp, monitor_api.bp, monitor_pages.bp):
+        app.register_blueprint(blueprint)
+    security.install(app, data_dir=service.config.data_dir, web_settings=lambda: service.config.web, mode=mode)
+    _page_context(app, device_name=lambda: service.config.device.name or "monitor")
+    _monitor_errors(app)
     return app
 
 
@@ -76,15 +87,29 @@ def _html_errors(app):
         return render_template("error.html", title=exc.name, message=message), exc.code
 
 
-def _json_errors(app):
-    """API callers get JSON errors that say what to do, never an HTML page."""
+def _monitor_errors(app):
+    """On the monitor, scripts under /api/ and /metrics get JSON errors, never an HTML page; people get a page.
+
+    Both say what to do. A view's own message (``abort(404, description=...)``)
+    is kept; werkzeug's generic ones are replaced by hints.
+    """
+    from web.security import wants_json
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        own = exc.description if exc.description != type(exc).description else None
+        if wants_json():
+            hints = {
+                404: "no such endpoint; the API is under /api/v1/",
+                405: f"method not allowed here; use {', '.join(sorted(exc.valid_methods or []))}"
+                if getattr(exc, "valid_methods", None) else "method not allowed",
+                413: f"body larger than {MAX_BODY // 1024} KiB; a heartbeat is a few hundred bytes",
+            }
+            return jsonify(ok=False, error=own or hints.get(exc.code, exc.description)), exc.code
         hints = {
-            404: "no such endpoint; the API is under /api/v1/",
-            405: f"method not allowed here; use {', '.join(sorted(exc.valid_methods or []))}"
-            if getattr(exc, "valid_methods", None) else "method not allowed",
-            413: f"body larger than {MAX_BODY // 1024} KiB; a heartbeat is a few hundred bytes",
+            404: "there is no such page here; start again from the device list",
+            405: "this page cannot be used that way; go back and use the page's own buttons",
+            413: f"that form is larger than {MAX_BODY // 1024} KiB; go back and send a shorter one",
         }
-        return jsonify(ok=False, error=hints.get(exc.code, exc.description)), exc.code
+        message = own or hints.get(exc.code, exc.description)
+        return render_template("error.html", title=exc.name, message=message.rstrip(".")), exc.code

@@ -1,4 +1,8 @@
-"""The monitor's HTTP API: heartbeats in, device states and metrics out."""
+"""The monitor's HTTP API: heartbeats in, device states and metrics out.
+
+A heartbeat needs only its device's token; the device list and the metrics
+need the [web] api_token or a logged-in session (web.security guards both).
+"""
 
 from flask import Blueprint, Response, current_app, jsonify, request
 

@@ -155,7 +155,7 @@ class AgentRole:
             return
         try:
             if self.monitor is None:
-                self.monitor = MonitorRole(config, clock=self._clock).start()
+                self.monitor = MonitorRole(config, clock=self._clock, web_mode="appliance").start()
             else:
                 self.monitor.apply(config)
         except PhonehomeError as exc:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from appliance.alerts.eml import build_email
 from appliance.alerts.smtp import EmailChannel

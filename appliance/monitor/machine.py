@@ -53,6 +53,7 @@ class DeviceView:
     last_heard_at: float | None
     outage_started_at: float | None
     max_silence_s: float
+    reminder_every_s: float
 
 
 class Machine:
@@ -217,11 +218,16 @@ class Machine:
     def view(self, name):
         """A DeviceView of one device; raises KeyError for an unknown one."""
         r = self._records[name]
-        return DeviceView(name, r.state, r.heard_wall, r.outage_started_at, r.config.max_silence_s)
+        return DeviceView(name, r.state, r.heard_wall, r.outage_started_at, r.config.max_silence_s,
+                          r.config.reminder_every_s)
 
     def views(self):
         """DeviceViews of all devices, in name order."""
         return [self.view(n) for n in sorted(self._records)]
+
+    def states(self):
+        """{name: State} of every device: cheap enough for a page that shows a hundred of ten thousand."""
+        return {name: r.state for name, r in self._records.items()}
 
     def __contains__(self, name):
         return name in self._records

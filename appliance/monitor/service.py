@@ -19,7 +19,10 @@ from appliance.monitor.dispatch import Dispatcher
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
 from appliance.monitor.machine import Machine
+from appliance.monitor.pauses import Pauses, check_pause_s
 from appliance.monitor.store import Store
+from appliance.monitor.views import DeviceList, device_dict, select
+from appliance.timefmt import format_duration
 
 log = logging.getLogger("phonehome.monitor")
 
@@ -51,6 +54,7 @@ class MonitorService:
         self._lock = threading.Lock()
         self._tokens = {d.name: d.token.encode() for d in settings.devices}
         self.machine = Machine(settings.devices, started=now, restored=self.store.restored())
+        self._pauses = Pauses(self.store.pauses(), now=now)
         self._beats = self.store.last_beats()
         self._verdicts = {name: (b.get("time") or {}).get("verdict") for name, b in self._beats.items()
                           if (b.get("time") or {}).get("verdict") not in (None, "unknown")}
@@ -106,7 +110,7 @@ class MonitorService:
             self._dirty[beat["device"]] = (now.wall, beat)
             state = self.machine.view(beat["device"]).state.value
             if events:
-                self._record(events)
+                self._record(events, now)
             self._nudge()
         return Answer(200, {"ok": True, "received_at": now.wall, "state": state})
 
@@ -142,7 +146,7 @@ class MonitorService:
             if view.state is not State.NEW:  # kept across a restart, like an HTTP heartbeat's time
                 self._dirty[name] = (view.last_heard_at, self._beats.get(name) or {})
             if events:
-                self._record(events)
+                self._record(events, now)
             self._nudge()
 
     def _nudge(self):
@@ -160,10 +164,10 @@ class MonitorService:
         batch = None
         with self._lock:
             if self._unrecorded:
-                self._record([])  # events a failed write left behind go first, in order
+                self._record([], now)  # events a failed write left behind go first, in order
             events = self.machine.due(now)
             if events:
-                self._record(events)
+                self._record(events, now)
             # Written behind, at most once a second: the first tick that sees new
             # heartbeats only schedules the write, so a burst becomes one transaction.
             if self._dirty and self._next_flush is None:
@@ -208,16 +212,17 @@ class MonitorService:
             log.info("heartbeat times written to %s again", self.store.path)
         self._beats_failing = False
 
-    def _record(self, events):
-        """Store events (after any a failed write left behind) and queue their alerts.
+    def _record(self, events, now):
+        """Store events (after any a failed write left behind) and queue their alerts, unless paused at ``now``.
 
         The machine has already changed state, so an event whose write failed is
         kept and written on the next tick: a transition is never lost to a
         passing disk error.
         """
         pending = self._unrecorded + list(events)
+        muted = self._pauses.muted({e.device for e in pending if e.alerts}, now)
         try:
-            stored = self.store.record(pending, self.dispatcher.channel_names)
+            stored = self.store.record(pending, self.dispatcher.channel_names, muted=muted)
         except Exception as exc:
             if not self._unrecorded:
                 log.error("cannot write events to %s (%s); keeping %d in memory and retrying every second",
@@ -230,13 +235,15 @@ class MonitorService:
         for e in stored:
             if e.kind is Kind.DOWN:
                 self._outages[e.device] = self._outages.get(e.device, 0) + 1
+            quiet = " (alerts paused)" if e.alerts and e.device in muted else ""
             if e.kind is Kind.REMINDER:
-                log.info("%s: still down (%s); reminding", e.device, e.reason)
+                log.info("%s: still down (%s); %s", e.device, e.reason, "not reminding: alerts paused" if quiet
+                         else "reminding")
             elif e.kind is Kind.CLOCK:
                 log.info("%s: %s", e.device, e.reason)
             else:
-                log.info("%s: %s -> %s (%s)", e.device, e.old.value, e.new.value, e.reason)
-        if any(e.alerts for e in stored):
+                log.info("%s: %s -> %s (%s)%s", e.device, e.old.value, e.new.value, e.reason, quiet)
+        if any(e.alerts and e.device not in muted for e in stored):
             self.dispatcher.wake()
 
     # -- life cycle ----------------------------------------------------
@@ -283,7 +290,7 @@ class MonitorService:
         self.dispatcher.stop()
         with self._lock:
             if self._unrecorded:
-                self._record([])
+                self._record([], self._clock.now())
         self.flush()
         self.store.close()
 
@@ -303,31 +310,76 @@ class MonitorService:
             log.warning("monitor.access_log was added; restart the monitor to start following it")
         log.info("monitor config reloaded: %d device(s)", len(settings.devices))
 
+    # -- paused alerts ---------------------------------------------------
+
+    def pause(self, name, *, for_s=None):
+        """Pause ``name``'s alerts for ``for_s`` seconds (None: until resumed); return the Pause.
+
+        Its transitions are still stored; only alerts are not queued. The pause
+        is saved and survives a restart. Raises KeyError for an unknown device,
+        ValueError for a ``for_s`` that is not positive, StoreError when it
+        cannot be saved (then nothing changed).
+        """
+        check_pause_s(for_s)
+        now = self._clock.now()
+        with self._lock:
+            if name not in self.machine:
+                raise KeyError(name)
+            until = None if for_s is None else now.wall + for_s
+            self.store.save_pause(name, paused_at=now.wall, until=until)
+            pause = self._pauses.pause(name, now, for_s=for_s)
+        log.info("%s: alerts paused %s", name, "until resumed" if for_s is None else f"for {format_duration(for_s)}")
+        return pause
+
+    def resume(self, name):
+        """Alert about ``name`` again; True when it was paused. Raises KeyError, StoreError as ``pause``."""
+        now = self._clock.now()
+        with self._lock:
+            if name not in self.machine:
+                raise KeyError(name)
+            was = self._pauses.get(name, now) is not None
+            self.store.delete_pause(name)
+            self._pauses.resume(name)
+        if was:
+            log.info("%s: alerts resumed", name)
+        return was
+
     # -- views ---------------------------------------------------------
 
     def devices(self, now=None):
-        """Every device as a dict for the JSON API (no secrets)."""
+        """Every device as a dict for the JSON API (no secrets), in name order."""
         now = now or self._clock.now()
-        out = []
         with self._lock:
-            for v in self.machine.views():
-                beat = self._beats.get(v.name) or {}
-                out.append({
-                    "name": v.name,
-                    "state": v.state.value,
-                    "last_heard_at": v.last_heard_at,
-                    "seconds_since_heartbeat": None if v.last_heard_at is None else max(0.0, now.wall - v.last_heard_at),
-                    "max_silence_s": v.max_silence_s,
-                    "outage_started_at": v.outage_started_at,
-                    "outages_total": self._outages.get(v.name, 0),
-                    "last_heartbeat": {k: beat.get(k) for k in ("seq", "sent_at", "received_at", "boot_id",
-                                                                "uptime_s", "version", "agent_started_at")}
-                    if beat else None,
-                    # The device's own clock check, and the monitor's estimate from send vs receive time.
-                    "time": beat.get("time"),
-                    "clock_offset_ms": beat.get("clock_offset_ms"),
-                })
-        return out
+            paused = self._pauses.active(now)
+            return [self._as_dict(v, now, paused.get(v.name)) for v in self.machine.views()]
+
+    def device(self, name, now=None):
+        """One device's dict as in ``devices``; raises KeyError for an unknown device."""
+        now = now or self._clock.now()
+        with self._lock:
+            return self._as_dict(self.machine.view(name), now, self._pauses.get(name, now))
+
+    def device_list(self, *, state=None, query="", offset=0, limit=100, now=None):
+        """One page of devices for people, down first, then by name: a DeviceList (see views.select).
+
+        Only the page's devices become dicts, and the sorting happens outside
+        the lock, so heartbeats wait for neither.
+        """
+        now = now or self._clock.now()
+        with self._lock:
+            states = self.machine.states()
+            paused = self._pauses.active(now)
+        names, counts = select(states, paused, state=state, query=query)
+        page = []
+        with self._lock:
+            for name in names[offset:offset + limit]:
+                if name in self.machine:  # a reload may have removed it meanwhile
+                    page.append(self._as_dict(self.machine.view(name), now, self._pauses.get(name, now)))
+        return DeviceList(total=len(names), counts=counts, devices=page)
+
+    def _as_dict(self, view, now, pause):
+        return device_dict(view, self._beats.get(view.name), outages_total=self._outages.get(view.name, 0),
+                           pause=pause, now=now)
 
 
 def _magics(settings):

@@ -1,4 +1,4 @@
-"""The monitor's memory: devices, events, outages and alert deliveries in SQLite (WAL).
+"""The monitor's memory: devices, events, outages, alert deliveries and paused alerts in SQLite (WAL).
 
 An event, the outage it opens or closes, the device's new state and one
 delivery row per alert channel are written in one transaction, so a monitor
@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, status, id);
+CREATE TABLE IF NOT EXISTS pauses (
+    device TEXT PRIMARY KEY,
+    paused_at REAL NOT NULL,
+    until REAL
+);
 """
 
 
@@ -101,11 +106,13 @@ class Store:
                 "FROM devices d LEFT JOIN outages o ON o.id = d.outage_id").fetchall()
         return {name: Restored(State(state), heard, started, alert) for name, state, heard, started, alert in rows}
 
-    def record(self, events, channels):
+    def record(self, events, channels, *, muted=()):
         """Store events with their outages and device states; queue a delivery per channel.
 
-        ``channels`` are the names of the alert channels in force. Returns the
-        events with their ``id`` set.
+        ``channels`` are the names of the alert channels in force; ``muted``
+        names devices whose alerts are paused: their events are stored as
+        any other, but no delivery is queued. Returns the events with their
+        ``id`` set.
         """
         stored = []
         with self._tx() as db:
@@ -130,7 +137,7 @@ class Store:
                 db.execute("UPDATE devices SET state=?, last_heard_at=COALESCE(?, last_heard_at), "
                            "last_alert_at=CASE WHEN ? THEN ? ELSE last_alert_at END WHERE name=?",
                            (e.new.value, e.last_heard_at, e.alerts, e.at, e.device))
-                if e.alerts:
+                if e.alerts and e.device not in muted:
                     db.executemany(
                         "INSERT INTO deliveries (event_id, channel, created_at, next_try_at) VALUES (?,?,?,?)",
                         [(event_id, ch, e.at, e.at) for ch in channels])
@@ -171,21 +178,53 @@ class Store:
             raise KeyError(event_id)
         return _event(row)
 
-    def outages(self, *, device=None, limit=100):
-        """Outages, newest first, as dicts (ended_at and duration_s are None while it lasts)."""
-        rows = self._newest("outages", ", ".join(self._OUTAGE_COLUMNS), device, limit)
+    def outages(self, *, device=None, limit=100, offset=0):
+        """Outages, newest first, skipping ``offset``, as dicts (ended_at and duration_s are None while it lasts)."""
+        rows = self._newest("outages", ", ".join(self._OUTAGE_COLUMNS), device, limit, offset)
         return [dict(zip(self._OUTAGE_COLUMNS, row)) for row in rows]
 
-    def _newest(self, table, columns, device, limit):
+    def _newest(self, table, columns, device, limit, offset=0):
         where, args = ("WHERE device=?", (device,)) if device is not None else ("", ())
         with self._lock:
-            return self._db.execute(f"SELECT {columns} FROM {table} {where} ORDER BY id DESC LIMIT ?",
-                                    args + (limit,)).fetchall()
+            # The (device, id) index serves both the filter and the order: a page costs its rows, not the table.
+            return self._db.execute(f"SELECT {columns} FROM {table} {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                    args + (limit, offset)).fetchall()
 
     def outage_counts(self):
         """{device: number of outages ever recorded}."""
         with self._lock:
             return dict(self._db.execute("SELECT device, COUNT(*) FROM outages GROUP BY device").fetchall())
+
+    # -- paused alerts -------------------------------------------------
+
+    def pauses(self):
+        """{device: (paused_at, until)} of every stored pause; ``until`` is None for "until resumed".
+
+        Wall-clock epoch seconds. Pauses that have ended are included: the caller knows the time.
+        """
+        with self._lock:
+            rows = self._db.execute("SELECT device, paused_at, until FROM pauses").fetchall()
+        return {device: (paused_at, until) for device, paused_at, until in rows}
+
+    def save_pause(self, device, *, paused_at, until):
+        """Pause ``device``'s alerts from ``paused_at`` until ``until`` (None: until resumed), replacing any pause.
+
+        Raises StoreError when the database cannot be written.
+        """
+        self._write("INSERT INTO pauses (device, paused_at, until) VALUES (?, ?, ?) ON CONFLICT(device) DO UPDATE "
+                    "SET paused_at=excluded.paused_at, until=excluded.until", (device, paused_at, until))
+
+    def delete_pause(self, device):
+        """End ``device``'s pause (nothing happens when there is none). Raises StoreError like save_pause."""
+        self._write("DELETE FROM pauses WHERE device=?", (device,))
+
+    def _write(self, sql, args):
+        try:
+            with self._tx() as db:
+                db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the monitor's database {self.path}: {exc}; check that data_dir "
+                             f"is writable and the disk is not full") from None
 
     # -- alert deliveries ----------------------------------------------
 

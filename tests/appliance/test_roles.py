@@ -14,11 +14,14 @@ from appliance.roles import MonitorRole
 from appliance.runtime import reload_config
 
 TOKEN = "role-token-123456"
+API_TOKEN = "role-api-token-0123456"
 
 
 def monitor_config(tmp_path, port, *, data="data", host="127.0.0.1"):
     return parse_config(f"""
 data_dir = "{tmp_path / data}"
+[web]
+api_token = "{API_TOKEN}"
 [monitor]
 listen = "{host}:{port}"
 [[monitor.devices]]
@@ -29,7 +32,8 @@ token = "{TOKEN}"
 
 def answers(port):
     try:
-        return requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=2).status_code == 200
+        return requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=2,
+                            headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200
     except requests.ConnectionError:
         return False
 

@@ -173,7 +173,7 @@ def claim(page, appliance):
     page.fill("#f-code", appliance.setup_code())
     page.fill("#f-password", PASSWORD)
     page.fill("#f-password_again", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_load_state()
 
 
@@ -182,5 +182,6 @@ def screenshot(page, name):
     os.makedirs(SCREENSHOTS, exist_ok=True)
     for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
         page.set_viewport_size(size)
+        page.wait_for_timeout(400)  # the charts follow a resize after a short debounce
         page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(DESKTOP)

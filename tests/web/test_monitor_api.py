@@ -1,5 +1,7 @@
 """The monitor's HTTP API on a real waitress server on 127.0.0.1, spoken to with requests.
 
+The device list and the metrics are read as a script does, with the [web] api_token.
+
 Two servers per module, because stopping waitress takes a second: ``untouched``
 only ever gets requests that must be refused, so after each one it still has no
 device heard, no event and no heartbeat counted; ``monitor`` takes good ones.
@@ -12,11 +14,13 @@ import time
 import pytest
 import requests
 
-from appliance.config.schema import Alerts, Config, Monitor, MonitoredDevice
+from appliance.config.schema import Alerts, Config, Monitor, MonitoredDevice, Web
 from appliance.roles import MonitorRole
 
 TOKEN = "home-token-0123456789"
 CABIN_TOKEN = "cabin-token-9876543210"
+API_TOKEN = "api-token-for-scripts-0123"
+READ = {"Authorization": f"Bearer {API_TOKEN}"}
 GOOD = {"device": "home", "sent_at": 1_700_000_000.5, "seq": 3, "boot_id": "3f1c-44aa-9e0b", "uptime_s": 12.5}
 FORM = "application/x-www-form-urlencoded"
 
@@ -33,6 +37,7 @@ def _start_monitor(directory, port):
             MonitoredDevice(name="logpi", magic="raspberrypiPhoneHome"),
         )),
         alerts=Alerts(outbox_dir=str(directory / "outbox")),
+        web=Web(api_token=API_TOKEN),
     )
     role = MonitorRole(config).start()
     role.url = f"http://{config.monitor.listen}"
@@ -65,7 +70,7 @@ def post(monitor, body, *, content_type="application/json", authorization=f"Bear
 
 
 def devices(monitor):
-    r = requests.get(f"{monitor.url}/api/v1/devices", timeout=5)
+    r = requests.get(f"{monitor.url}/api/v1/devices", headers=READ, timeout=5)
     assert r.status_code == 200
     return {d["name"]: d for d in r.json()["devices"]}
 
@@ -118,7 +123,7 @@ def test_clock_check_and_the_monitors_own_offset_estimate_are_shown(monitor):
     home = devices(monitor)["home"]
     assert home["time"] == report
     assert 59_000 < home["clock_offset_ms"] < 61_000
-    metrics = requests.get(f"{monitor.url}/metrics", timeout=5).text
+    metrics = requests.get(f"{monitor.url}/metrics", headers=READ, timeout=5).text
     assert 'phonehome_device_clock_offset_seconds{device="home",source="device"} 2.3' in metrics
     assert 'phonehome_device_clock_offset_seconds{device="home",source="monitor"} 59.' in metrics or \
         'phonehome_device_clock_offset_seconds{device="home",source="monitor"} 60' in metrics
@@ -238,10 +243,30 @@ def test_an_unknown_path_is_404_json(untouched):
 
 def test_the_device_list_holds_no_token(monitor):
     assert post(monitor, GOOD).status_code == 200
-    r = requests.get(f"{monitor.url}/api/v1/devices", timeout=5)
+    r = requests.get(f"{monitor.url}/api/v1/devices", headers=READ, timeout=5)
     assert sorted(d["name"] for d in r.json()["devices"]) == ["cabin", "home", "logpi"]
     for secret in (TOKEN, CABIN_TOKEN, "raspberrypiPhoneHome"):
         assert secret not in r.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/devices", "/metrics"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-api-token-0123", f"Basic {API_TOKEN}", API_TOKEN,
+                                           f"Bearer {TOKEN}"])  # a device's token reads nothing
+def test_the_device_list_and_metrics_need_the_api_token_or_a_login(untouched, path, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    r = requests.get(f"{untouched.url}{path}", headers=headers, timeout=5)
+    assert r.status_code == 401
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.json()["ok"] is False and "api_token" in r.json()["error"]
+    assert requests.get(f"{untouched.url}{path}", headers=READ, timeout=5).status_code == 200
+
+
+def test_the_pages_are_behind_the_login(untouched):
+    r = requests.get(f"{untouched.url}/devices/home", allow_redirects=False, timeout=5)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    r = requests.get(f"{untouched.url}/", timeout=5)         # no password yet: how to set one
+    assert r.status_code == 200 and "phonehome monitor set-password" in r.text
+    assert r.headers["Content-Type"].startswith("text/html")
 
 
 # -- metrics -------------------------------------------------------------
@@ -251,7 +276,7 @@ _SAMPLE = re.compile(r'^([a-z_]+)(?:\{device="([A-Za-z0-9._-]+)"(?:,source="(dev
 
 def metrics(monitor):
     """{(name, device or None): value} from /metrics, checking the text format line by line."""
-    r = requests.get(f"{monitor.url}/metrics", timeout=5)
+    r = requests.get(f"{monitor.url}/metrics", headers=READ, timeout=5)
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert r.text.endswith("\n")

@@ -100,3 +100,35 @@ def test_a_failed_transaction_leaves_nothing_behind(db_path):
     with pytest.raises(sqlite3.IntegrityError):
         s.record([down(), bad], ["email"])
     assert s.events() == [] and s.deliveries() == [] and s.outages() == []
+
+
+def test_a_muted_devices_events_are_stored_without_deliveries(db_path):
+    s = Store(db_path)
+    cabin = Event("cabin", Kind.DOWN, State.UP, State.DOWN, T + 300, "silent", last_heard_at=T,
+                  outage_started_at=T, outage_s=300.0)
+    stored = s.record([down(), cabin], ["email", "outbox"], muted={"home"})
+    assert [e.device for e in stored] == ["home", "cabin"]
+    assert {d["event_id"] for d in s.deliveries()} == {stored[1].id}
+    assert s.outage_counts() == {"home": 1, "cabin": 1}
+    assert s.restored()["home"].state is State.DOWN
+
+
+def test_pauses_are_saved_replaced_deleted_and_survive_reopen(db_path):
+    s = Store(db_path)
+    s.save_pause("home", paused_at=T, until=T + 3600)
+    s.save_pause("cabin", paused_at=T, until=None)
+    s.save_pause("home", paused_at=T + 10, until=T + 86410)
+    s.close()
+    s = Store(db_path)
+    assert s.pauses() == {"home": (T + 10, T + 86410), "cabin": (T, None)}
+    s.delete_pause("cabin")
+    s.delete_pause("garage")                                  # not paused: nothing to do
+    assert s.pauses() == {"home": (T + 10, T + 86410)}
+
+
+def test_outages_page_newest_first(db_path):
+    s = Store(db_path)
+    for i in range(5):
+        s.record([down(at=T + 1000 * i + 300), up(at=T + 1000 * i + 600)], [])
+    assert [o["detected_at"] for o in s.outages(device="home", limit=2, offset=2)] == [T + 2300, T + 1300]
+    assert s.outages(device="home", limit=2, offset=10) == []
