@@ -18,6 +18,7 @@ from appliance.agent.role import AgentRole
 from appliance.atomic import write_atomic
 from appliance.config import load_config
 from appliance.runtime import Control, serve
+from appliance.setup import load_setup
 
 INTERVAL_S = 1.0
 MAX_SILENCE_S = 5.0
@@ -52,6 +53,8 @@ reminder_every_s = {reminder}
 outbox_dir = "outbox"
 
 [web]
+# The appliance's own page (claim it with the setup code), on 127.0.0.1 only.
+listen = "127.0.0.1:{web_port}"
 # Lets scripts (and the curl line the demo prints) read the monitor's device list and metrics.
 api_token = "{api_token}"
 
@@ -70,17 +73,22 @@ def run_demo(directory, *, scripted, out=sys.stdout):
     """Run the demo in ``directory``; interactive on a terminal, scripted otherwise. Returns an exit code."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "phonehome.toml")
-    port = _free_port()
+    port, web_port = _free_port(), _free_port()
     api_token = secrets.token_hex(16)
-    write_atomic(path, CONFIG.format(port=port, token=secrets.token_hex(16), api_token=api_token, interval=INTERVAL_S,
-                                     silence=MAX_SILENCE_S, reminder=REMINDER_EVERY_S), mode=0o600)
+    write_atomic(path, CONFIG.format(port=port, web_port=web_port, token=secrets.token_hex(16), api_token=api_token,
+                                     interval=INTERVAL_S, silence=MAX_SILENCE_S, reminder=REMINDER_EVERY_S),
+                 mode=0o600)
     config = load_config(path)
     role = AgentRole(config, config_path=path)
     control = Control()
     stopping = control.stopping
     say = _printer(out)
-    say(f"phonehome demo: agent 'demo-pi' beats every {INTERVAL_S:g} s to a monitor on http://127.0.0.1:{port}/ "
-        f"(its pages need an admin password: phonehome monitor set-password --config {path}).")
+    setup = load_setup(config.data_dir)
+    say(f"phonehome demo: agent 'demo-pi' beats every {INTERVAL_S:g} s to a monitor on http://127.0.0.1:{port}/.")
+    claim = (f"claim it with the setup code {setup.code} and choose a password" if not setup.claimed
+             else "log in with the password chosen before")
+    say(f"The appliance's page: http://127.0.0.1:{web_port}/ ({claim}; the monitor's pages take the same "
+        f"password).")
     say(f"Device list and metrics for scripts: curl -H 'Authorization: Bearer {api_token}' "
         f"http://127.0.0.1:{port}/api/v1/devices (or /metrics).")
     say(f"The monitor declares it DOWN after {MAX_SILENCE_S:g} s of silence. Alerts are printed here and saved "

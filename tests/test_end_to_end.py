@@ -267,6 +267,8 @@ def test_demo_scripted_shows_down_and_up(tmp_path):
              for n in outbox]
     assert kinds == ["DOWN", "UP"], (outbox, r.stdout)
     assert "DOWN" in r.stdout and "UP" in r.stdout
+    assert re.search(r"The appliance's page: http://127\.0\.0\.1:\d+/ \(claim it with the setup code [A-Z0-9-]{9}",
+                     r.stdout), r.stdout
 
 
 def clock_report(port):
