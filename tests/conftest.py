@@ -5,6 +5,9 @@ import email
 import email.policy
 import ipaddress
 import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -148,3 +151,59 @@ def smtp_sink(smtp_server):
 def smtp_login():
     """(username, password) that ``smtp_server(auth=True)`` accepts."""
     return SMTP_USER, SMTP_PASSWORD
+
+
+class PingServer:
+    """A heartbeat target on 127.0.0.1 (kind "url"): 200 "OK" for any path but /fail…, which gets 500 with a
+    one-line reason. It notes when each beat arrives; ``wait_for(n)`` waits for the n-th without polling."""
+
+    def __init__(self):
+        self.times = []
+        self.arrived = threading.Condition()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, body = (500, b"database on fire") if self.path.startswith("/fail") else (200, b"OK")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                with server.arrived:
+                    server.times.append(time.monotonic())
+                    server.arrived.notify_all()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = self.base + "/ping"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def beats(self):
+        return len(self.times)
+
+    def wait_for(self, beats, *, timeout_s=10.0):
+        """True once ``beats`` beats have arrived in all (False if they did not within ``timeout_s``)."""
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.times) >= beats, timeout=timeout_s)
+
+    def beats_within(self, seconds):
+        """How many beats arrived in the last ``seconds``."""
+        since = time.monotonic() - seconds
+        return sum(1 for t in list(self.times) if t >= since)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def ping():
+    """A PingServer, closed after the test."""
+    server = PingServer()
+    yield server
+    server.close()

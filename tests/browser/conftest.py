@@ -5,9 +5,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -32,42 +30,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class BeatCounter:
-    """A heartbeat target on 127.0.0.1 (kind "url") that notes when each beat arrives."""
-
-    def __init__(self):
-        self.times = []
-        counter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                counter.times.append(time.monotonic())
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/ping"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def beats_within(self, seconds):
-        since = time.monotonic() - seconds
-        return sum(1 for t in self.times if t >= since)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class RunningAppliance:
-    """`phonehome agent` on a config in ``directory``: one target (the BeatCounter), a monitor inside watching a
+    """`phonehome agent` on a config in ``directory``: one target (the PingServer), a monitor inside watching a
     peer, an emulated display, and its web page on a free loopback port."""
 
-    def __init__(self, directory, counter):
+    def __init__(self, directory, ping):
         self.dir = directory
         self.port, self.monitor_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -81,7 +48,7 @@ name = "home"
 interval_s = 30
 timeout_s = 2
 [[heartbeat.targets]]
-url = "{counter.url}"
+url = "{ping.url}"
 kind = "url"
 name = "counter"
 [monitor]
@@ -145,15 +112,8 @@ def browser():
 
 
 @pytest.fixture
-def counter():
-    counter = BeatCounter()
-    yield counter
-    counter.close()
-
-
-@pytest.fixture
-def appliance(tmp_path, counter):
-    running = RunningAppliance(tmp_path, counter)
+def appliance(tmp_path, ping):
+    running = RunningAppliance(tmp_path, ping)
     yield running
     running.stop()
 

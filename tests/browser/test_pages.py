@@ -39,7 +39,7 @@ def test_a_post_without_the_csrf_token_is_refused_even_with_a_session(page, appl
     assert "/login" not in page.url                    # the password did not change: the session still holds
 
 
-def test_a_new_heartbeat_interval_saved_on_the_page_is_used_by_the_running_agent(page, appliance, counter):
+def test_a_new_heartbeat_interval_saved_on_the_page_is_used_by_the_running_agent(page, appliance, ping):
     claim(page, appliance)
     page.goto(appliance.url + "/settings/heartbeat")
     screenshot(page, "settings-heartbeat")
@@ -52,9 +52,9 @@ def test_a_new_heartbeat_interval_saved_on_the_page_is_used_by_the_running_agent
     page.wait_for_load_state()
     assert "In effect since" in page.content()
     deadline = time.monotonic() + 10
-    while counter.beats_within(1.0) < 3 and time.monotonic() < deadline:       # 30 s apart before the change
+    while ping.beats_within(1.0) < 3 and time.monotonic() < deadline:       # 30 s apart before the change
         time.sleep(0.1)
-    assert counter.beats_within(1.0) >= 3
+    assert ping.beats_within(1.0) >= 3
     assert "interval_s = 0.2" in open(appliance.config_path).read()
 
 

@@ -4,8 +4,6 @@ SMTP sink and an outbox, the config file downloaded, restored and reset on disk.
 import io
 import os
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from markupsafe import escape
@@ -16,30 +14,6 @@ from web import actions
 
 TOKEN = "tok-0123456789-secret"
 API_TOKEN = "api-0123456789abcdef-secret"
-
-
-class _Answers(BaseHTTPRequestHandler):
-    """/ok/... answers 200, anything else 500 with a one-line reason."""
-
-    def do_GET(self):
-        status, body = (200, b"OK") if self.path.startswith("/ok/") else (500, b"database on fire")
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http_target():
-    """The base URL of a real HTTP server on 127.0.0.1 (see _Answers)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
@@ -76,7 +50,7 @@ def test_the_page_offers_every_action_without_inline_script_or_style(appliance):
 
 # --- heartbeat ---
 
-def test_a_test_heartbeat_shows_each_targets_answer_without_its_secret(appliance_factory, http_target):
+def test_a_test_heartbeat_shows_each_targets_answer_without_its_secret(appliance_factory, ping):
     appliance = appliance_factory(f"""
 [device]
 name = "home"
@@ -85,11 +59,11 @@ timeout_s = 2
 [[heartbeat.targets]]
 kind = "healthchecks"
 name = "pinger"
-url = "{http_target}/ok/uuid-secret-1"
+url = "{ping.base}/ok/uuid-secret-1"
 [[heartbeat.targets]]
 kind = "healthchecks"
 name = "broken"
-url = "{http_target}/fail/uuid-secret-2"
+url = "{ping.base}/fail/uuid-secret-2"
 """)
     response = appliance.claimed_browser().post("/actions/heartbeat", page="/actions")
     page = text(response)
@@ -98,7 +72,7 @@ url = "{http_target}/fail/uuid-secret-2"
     pinger, broken = page.split("pinger", 1)[1].split("broken", 1)
     assert ">ok<" in pinger and "HTTP 200 in " in pinger
     assert ">failed<" in broken and "HTTP 500 from 127.0.0.1: database on fire" in broken
-    assert f"{http_target}/****" in page and "uuid-secret" not in page
+    assert f"{ping.base}/****" in page and "uuid-secret" not in page
 
 
 def test_a_test_heartbeat_without_targets_says_where_to_set_them(appliance):

@@ -5,9 +5,7 @@ import io
 import json
 import os
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -23,43 +21,6 @@ from web import dashboard
 STATIC = os.path.join(os.path.dirname(dashboard.__file__), "static")
 VENDOR = os.path.join(STATIC, "vendor", "uplot")
 AT = 1_790_000_000.0
-
-
-class PingServer:
-    """A heartbeat target (kind "url") on 127.0.0.1 that answers 200 and counts the beats."""
-
-    def __init__(self):
-        self.beats = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.beats += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ping"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def ping():
-    server = PingServer()
-    yield server
-    server.close()
 
 
 def wait_until(predicate, what, timeout_s=10.0):

@@ -7,9 +7,7 @@ import os
 import re
 import socket
 import stat
-import threading
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -127,49 +125,6 @@ def full(appliance_factory, free_port):
     """An appliance with a value in every part of the config, secrets included, claimed and logged in."""
     appliance = appliance_factory(FULL.format(port=free_port()))
     return appliance, appliance.claimed_browser()
-
-
-class PingServer:
-    """A heartbeat target (kind "url") on 127.0.0.1 that answers 200 and counts the beats."""
-
-    def __init__(self):
-        self.beats = 0
-        self.beat = threading.Condition()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-                with server.beat:
-                    server.beats += 1
-                    server.beat.notify_all()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ping"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def wait_for(self, beats, *, timeout_s=10.0):
-        """True once ``beats`` beats have arrived in all (False if they did not within ``timeout_s``)."""
-        with self.beat:
-            return self.beat.wait_for(lambda: self.beats >= beats, timeout=timeout_s)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def ping():
-    server = PingServer()
-    yield server
-    server.close()
 
 
 # --- a rejected form changes nothing and says what to do next to the field ---------------------------------
