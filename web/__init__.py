@@ -5,7 +5,8 @@ settings, actions); ``create_monitor_app`` the monitor's heartbeat API. One
 blueprint per feature; ``web.security`` guards every route.
 """
 
-from flask import Flask, jsonify, render_template, url_for
+from flask import Flask, Response, jsonify, render_template, url_for
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException
 
 from appliance.monitor.intake import MAX_BODY
@@ -64,7 +65,10 @@ def _page_context(app, *, device_name):
 
     @app.context_processor
     def context():
-        nav = [(url_for(endpoint), label, endpoint) for endpoint, label in NAV if endpoint in app.view_functions]
+        # No URL adapter when the request's Host could not be parsed: the error page is drawn without a menu.
+        usable = request_ctx.url_adapter is not None
+        nav = [(url_for(endpoint), label, endpoint) for endpoint, label in NAV
+               if usable and endpoint in app.view_functions]
         return {"device_name": device_name(), "logged_in": logged_in(), "nav": nav,
                 "mode": app.extensions["phonehome.mode"]}
 
@@ -81,6 +85,8 @@ def _html_errors(app):
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        if request_ctx.url_adapter is None:
+            return _unroutable()
         message = hints.get(exc.code, exc.description)
         if wants_json():
             return jsonify(ok=False, error=message), exc.code
@@ -97,6 +103,8 @@ def _monitor_errors(app):
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        if request_ctx.url_adapter is None:
+            return _unroutable()
         own = exc.description if exc.description != type(exc).description else None
         if wants_json():
             hints = {
@@ -113,3 +121,9 @@ def _monitor_errors(app):
         }
         message = own or hints.get(exc.code, exc.description)
         return render_template("error.html", title=exc.name, message=message.rstrip(".")), exc.code
+
+
+def _unroutable():
+    """The answer to a request whose Host header cannot be parsed: no page can be drawn for it (nor a menu)."""
+    return Response("Bad request: the Host header is not a valid host name; open the page by the appliance's "
+                    "name or IP address.\n", status=400, mimetype="text/plain")

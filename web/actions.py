@@ -217,7 +217,7 @@ def download_config():
     """The config as a file: secrets masked, or with ``?secrets=1`` the file itself, byte for byte."""
     agent = _agent()
     name = f"phonehome-{agent.config.device.name or 'unnamed'}.toml"
-    if request.args.get("secrets"):
+    if request.args.get("secrets") == "1":
         try:
             with open(agent.config_path, "rb") as f:
                 data = f.read()
@@ -250,7 +250,7 @@ def restore():
     if not agent.config_path:
         return _message("This agent runs without a config file, so there is nothing to restore into.", ok=False)
     text, problems = _check_upload(upload.read(), upload.filename, os.path.dirname(
-        os.path.abspath(agent.config_path)))
+        os.path.abspath(agent.config_path)), data_dir=agent.config.data_dir)
     if problems:
         return _page(result={"kind": "restore", "ok": False, "filename": upload.filename, "problems": problems},
                      errors={"config_file": "not restored; see the problems above"}, status=400)
@@ -263,8 +263,13 @@ def restore():
     return _message(_applied_text(upload.filename, agent.reload_now()), ok=True)
 
 
-def _check_upload(raw, filename, base_dir):
-    """(text, problems): the file's text, and why it must not be written (empty when it may)."""
+def _check_upload(raw, filename, base_dir, *, data_dir):
+    """(text, problems): the file's text, and why it must not be written (empty when it may).
+
+    A file must keep the running ``data_dir``: the admin password, the setup
+    code and the history live there, and a page that moved it would un-claim
+    the appliance for anyone on the LAN to claim.
+    """
     try:
         # A byte-order mark is dropped: some editors add one, and TOML (and load_config) refuse it.
         text = raw.decode("utf-8").removeprefix("\ufeff")
@@ -279,9 +284,14 @@ def _check_upload(raw, filename, base_dir):
     hidden = _masked_keys(table)
     if not hidden:
         try:
-            hidden = masked_paths(parse_config(text, source=filename, base_dir=base_dir))
+            config = parse_config(text, source=filename, base_dir=base_dir)
         except ConfigError as exc:
             return text, exc.problems
+        if os.path.abspath(config.data_dir) != os.path.abspath(data_dir):
+            return text, [f"data_dir: this file keeps the state in {config.data_dir}, this appliance in {data_dir}; "
+                          f"a restore cannot move it (the password, setup code and history live there): set "
+                          f"data_dir = \"{data_dir}\" in the file, or change it on the device itself"]
+        hidden = masked_paths(config)
     if hidden:
         return text, [f"{MASKED_HINT} (still hidden: {', '.join(hidden)})"]
     return text, []

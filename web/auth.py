@@ -25,7 +25,8 @@ def _data_dir():
 
 
 def _too_many(template, **context):
-    wait_s = _limiter().wait_s(client_key())
+    """None, with this attempt counted as failed until it succeeds; or the answer for a client that must wait."""
+    wait_s = _limiter().begin(client_key())
     if not wait_s:
         return None
     message = (f"too many wrong tries from this address; wait {int(wait_s) + 1} s and try again "
@@ -51,11 +52,12 @@ def setup():
             errors["code"] = "enter the setup code shown on the display, in the service log, or by " \
                              "'phonehome setup-code' on the device"
         errors.update(_new_password_errors(password, again))
-        if not errors:
+        if errors:
+            _limiter().refund(client_key())  # the code was not tried
+        else:
             try:
                 claim(_data_dir(), code, password)
             except ValueError as exc:
-                _limiter().failed(client_key())
                 errors["code" if "code" in str(exc) else "password"] = str(exc)
             except OSError as exc:
                 errors["form"] = f"could not save the password ({exc.strerror}); check that data_dir is writable"
@@ -83,7 +85,6 @@ def login():
             _limiter().succeeded(client_key())
             log_in()
             return redirect(target)
-        _limiter().failed(client_key())
         errors["password"] = "wrong password; try again (letters are case-sensitive)"
     return render_template("auth/login.html", errors=errors, next=target), (401 if errors else 200)
 
@@ -104,8 +105,9 @@ def change_password():
             return refused
         current = request.form.get("current", "")
         password, again = request.form.get("password", ""), request.form.get("password_again", "")
-        if not passwords().check(current):
-            _limiter().failed(client_key())
+        if passwords().check(current):
+            _limiter().refund(client_key())
+        else:
             errors["current"] = "that is not the current password"
         errors.update(_new_password_errors(password, again))
         if not errors:

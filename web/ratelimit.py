@@ -20,22 +20,29 @@ class FailureLimiter:
         self._failures = OrderedDict()  # client -> deque of monotonic failure times
         self._lock = threading.Lock()
 
-    def wait_s(self, client):
-        """Seconds ``client`` must wait before trying again; 0 when it may try now."""
+    def begin(self, client):
+        """Count an attempt as failed until it succeeds, and return 0; or, when ``client`` must wait, the seconds.
+
+        Checked and counted in one step, so parallel requests cannot slip
+        more guesses past the limit than it allows.
+        """
         now = self._now()
         with self._lock:
             times = self._recent(client, now)
-            if len(times) < self.max_failures:
-                return 0.0
-            return max(0.0, times[0] + self.window_s - now)
-
-    def failed(self, client):
-        now = self._now()
-        with self._lock:
-            self._recent(client, now).append(now)
+            if len(times) >= self.max_failures:
+                return max(0.0, times[0] + self.window_s - now)
+            times.append(now)
             self._failures.move_to_end(client)
             while len(self._failures) > self._max_clients:
                 self._failures.popitem(last=False)
+            return 0.0
+
+    def refund(self, client):
+        """Take back the attempt ``begin`` counted: nothing secret was checked (a form mistake)."""
+        with self._lock:
+            times = self._failures.get(client)
+            if times:
+                times.pop()
 
     def succeeded(self, client):
         with self._lock:

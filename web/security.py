@@ -43,7 +43,7 @@ def install(app, *, data_dir, web_settings, mode):
         SESSION_COOKIE_SAMESITE="Strict",
         PERMANENT_SESSION_LIFETIME=timedelta(days=SESSION_DAYS),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session: a form left open overnight still works
-        WTF_CSRF_SSL_STRICT=False,  # plain http on the LAN; the Origin check below does the referrer's job
+        WTF_CSRF_SSL_STRICT=False,  # plain http on the LAN: no Referer check (the token does the work)
     )
     app.extensions["phonehome.passwords"] = Passwords(data_dir)
     app.extensions["phonehome.web_settings"] = web_settings
@@ -134,8 +134,9 @@ def _host_name(host):
 
 def host_allowed(host, web):
     """True when ``host`` (a Host header, maybe with a port) names this machine. See the module's doc."""
-    name = _host_name(host).rstrip(".").lower()
-    if not name:
+    name = _host_name(host).lower()
+    name = name[:-1] if name.endswith(".") else name  # one trailing dot is the fully qualified form
+    if not name or any(not label for label in name.split(".")):
         return False
     try:
         ipaddress.ip_address(name.split("%")[0])

@@ -22,10 +22,11 @@ from appliance.config.secrets import masked
 from appliance.config.validate import to_table
 from appliance.errors import ConfigError
 from web.settings_forms import place, scrub, secret_values, shown_number
-from web.settings_items import PeerDeviceForm, RemoveItem, TargetForm
+from web.settings_items import PeerDeviceForm, RemoveItem, TargetForm, entry_key
 from web.settings_sections import CHOICES, SECTIONS
 
 bp = Blueprint("settings", __name__)
+bp.add_app_template_filter(entry_key, "entry_key")
 
 FORM_PAGES = "device, heartbeat, time, display, pins, peers, alerts, web"
 _GONE = "that entry is no longer in the settings (changed in another window?); open the list again and pick it anew"
@@ -181,6 +182,9 @@ def _save(form, sent):
                         "--config FILE"}, 409
     with _save_lock():
         config = agent.config
+        stale = form.stale(config, sent)
+        if stale:
+            return {"form": stale}, 409
         secrets = secret_values(config) | {sent.get(name, "") for name in form.secret}
         errors, new = _validated(form, sent, config, secrets)
         if errors:

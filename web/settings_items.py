@@ -1,15 +1,39 @@
 """The settings forms for one entry of a list: a heartbeat target, a device the peer watchdog watches.
 
 An entry is addressed by its index in the list (as in the key paths of the
-schema's messages, ``heartbeat.targets[2]``); ``index`` None adds one. A
-list that changed since the page was loaded raises IndexError or KeyError
-in ``apply``, which the page reports instead of editing the wrong entry.
+schema's messages, ``heartbeat.targets[2]``); ``index`` None adds one. Its
+forms also carry the entry's fingerprint (``entry_key``): when another
+window changed the list since the page was loaded, the index may name
+another entry, and ``stale`` says so instead of editing or removing it.
 """
+
+import hashlib
+import hmac
+import json
+
+from flask import current_app
+
+from appliance.config.validate import to_table
 
 from appliance.config.schema import MonitoredDevice
 from appliance.config.secrets import masked
 from web.settings_forms import UNCHANGED, checked, number, put, shown_number, text
 from web.settings_sections import Section
+
+
+STALE = ("this list changed in another window since this page was loaded, so nothing was changed; "
+         "open the list again and repeat the change")
+
+
+def entry_key(entry):
+    """A fingerprint of a list entry for its forms; keyed with the session key, so it reveals nothing of the
+    entry's secrets."""
+    data = json.dumps(to_table(entry), sort_keys=True).encode()
+    return hmac.new(current_app.secret_key, data, hashlib.sha256).hexdigest()[:16]
+
+
+def _stale(entry, form):
+    return STALE if entry is None or not hmac.compare_digest(form.get("entry", ""), entry_key(entry)) else None
 
 
 class TargetForm(Section):
@@ -26,6 +50,9 @@ class TargetForm(Section):
     def current(self, config):
         targets = config.heartbeat.targets
         return targets[self.index] if self.index is not None and self.index < len(targets) else None
+
+    def stale(self, config, form):
+        return None if self.index is None else _stale(self.current(config), form)
 
     def values(self, config):
         target = self.current(config)
@@ -56,6 +83,12 @@ class RemoveItem(Section):
     def __init__(self, path, index):
         self.path, self.index = path, index
 
+    def stale(self, config, form):
+        entries = config
+        for key in self.path:
+            entries = getattr(entries, key, None) or ()
+        return _stale(entries[self.index] if self.index < len(entries) else None, form)
+
     def apply(self, table, form, config, errors):
         for key in self.path[:-1]:
             table = table[key]
@@ -76,6 +109,9 @@ class PeerDeviceForm(Section):
     def current(self, config):
         devices = config.monitor.devices if config.monitor is not None else ()
         return devices[self.index] if self.index is not None and self.index < len(devices) else None
+
+    def stale(self, config, form):
+        return None if self.index is None else _stale(self.current(config), form)
 
     def values(self, config):
         device = self.current(config)

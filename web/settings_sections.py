@@ -56,6 +56,10 @@ class Section:
         """{secret field: what may be shown of its current value}."""
         return {}
 
+    def stale(self, config, form):
+        """Why ``form`` no longer fits ``config`` (another window changed it meanwhile), or None."""
+        return None
+
     def apply(self, table, form, config, errors):
         """Change this form's part of ``table`` (the whole config's) from ``form``; put conversion errors in
         ``errors``."""

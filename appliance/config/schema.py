@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from appliance.config.secrets import masked
 from appliance.config.validate import setting
 
 # Small enough for tests and the demo to run with sub-second intervals.
@@ -25,8 +26,9 @@ def check_url(value):
     # Only the start of the URL is repeated: ping and push URLs carry their secret in the path.
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
-        shown = f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else value[:12] + "…"
-        return f"must start with http:// or https://, got {shown!r}"
+        # Only the scheme: in other URL kinds (pover://USER@TOKEN) the host part is the secret.
+        shown = f"{parts.scheme}://…" if parts.scheme else "a value without '://'"
+        return f"must start with http:// or https://, got {shown}"
     if not parts.hostname:
         return f"has no host name, got '{parts.scheme}://…'"
     return None
@@ -116,7 +118,8 @@ class Heartbeat:
         seen = set()
         for i, t in enumerate(self.targets):
             if (t.kind, t.url) in seen:
-                yield f"targets[{i}].url", f"{t.url!r} is listed twice with kind {t.kind!r}; remove one"
+                yield f"targets[{i}].url", (f"{masked(t.url)!r} is listed twice with kind {t.kind!r} "
+                                            f"(the same URL as another target); remove one")
             seen.add((t.kind, t.url))
 
 
@@ -130,7 +133,7 @@ class MonitoredDevice:
                                    min=MIN_INTERVAL_S, unit=" s")
     reminder_every_s: float = setting(14400.0, doc="repeat the DOWN alert this often while down; 0 = never",
                                       min=0, unit=" s")
-    magic: str = setting("", doc="string that marks this device's requests in monitor.access_log")
+    magic: str = setting("", doc="string that marks this device's requests in monitor.access_log", secret=True)
 
     def problems(self):
         if not self.token and not self.magic:
@@ -138,7 +141,7 @@ class MonitoredDevice:
         if self.token and len(self.token) < 8:
             yield "token", "must be at least 8 characters; use e.g. the output of 'openssl rand -hex 16'"
         if self.magic and any(c.isspace() for c in self.magic):
-            yield "magic", f"must not contain spaces, got {self.magic!r}"
+            yield "magic", "must not contain spaces"
         if 0 < self.reminder_every_s < self.max_silence_s:
             yield "reminder_every_s", (f"must be 0 (never) or at least max_silence_s ({self.max_silence_s:g} s), "
                                        f"got {self.reminder_every_s:g}")

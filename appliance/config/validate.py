@@ -90,27 +90,36 @@ def _convert(hint, value, path, problems, meta):
     return _scalar(hint, value, path, problems, meta)
 
 
+# The longest duration any setting takes: 31 days. Longer ones are mistakes, and waits beyond what the
+# platform's clock calls accept would kill the thread that waits.
+MAX_DURATION_S = 31 * 86400
+
+
 def _scalar(hint, value, path, problems, meta):
     bad = len(problems)
+    describe = _describe_secret if meta.get("secret") else _describe
     if hint is bool:
         if not isinstance(value, bool):
-            problems.append(f"{path}: must be true or false, got {_describe(value)}")
+            problems.append(f"{path}: must be true or false, got {describe(value)}")
     elif hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{path}: must be a whole number, got {_describe(value)}")
+            problems.append(f"{path}: must be a whole number, got {describe(value)}")
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.append(f"{path}: must be a number of seconds, got {_describe(value)}")
+            problems.append(f"{path}: must be a number of seconds, got {describe(value)}")
         else:
             value = float(value)
     elif hint is str:
         if not isinstance(value, str):
-            problems.append(f"{path}: must be a string, got {_describe(value)}")
+            problems.append(f"{path}: must be a string, got {describe(value)}")
     if len(problems) != bad:
         return _BAD
     low = meta.get("min")
     if low is not None and value < low:
         problems.append(f"{path}: must be at least {low:g}{meta.get('unit', '')}, got {value:g}")
+        return _BAD
+    if meta.get("unit") == " s" and value > MAX_DURATION_S:
+        problems.append(f"{path}: must be at most {MAX_DURATION_S} s (31 days), got {value:g}")
         return _BAD
     choices = meta.get("choices")
     if choices and value not in choices:
@@ -134,6 +143,12 @@ def _suggest(word, candidates):
     candidates = [c for c in candidates if isinstance(c, str)]  # numbers have no near misses worth naming
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe_secret(value):
+    """What a wrong secret value is, never the value itself."""
+    return {bool: "true or false", int: "a number", float: "a number", dict: "a table", list: "a list"}.get(
+        type(value), "a value of another kind")
 
 
 def _describe(value):

@@ -72,7 +72,7 @@ token = "short"
     assert found == [
         "data_dir: must be a string, got 3",
         "heartbeat.intervl_s: unknown key (did you mean 'interval_s'?)",
-        "heartbeat.targets[1].url: must start with http:// or https://, got 'ftp://example.com/…'",
+        "heartbeat.targets[1].url: must start with http:// or https://, got ftp://…",
         "heartbeat.targets[1].kind: must be one of 'phonehome', 'healthchecks', 'uptime-kuma', 'url', "
         "got 'healthcheck' (did you mean 'healthchecks'?)",
         "monitor.listen: must be HOST:PORT with a port from 1 to 65535 (e.g. '127.0.0.1:8081'), got '8081'",
@@ -178,3 +178,26 @@ def test_an_unconfigured_config_survives_a_round_trip():
 def test_bad_hardware_settings_are_named(text, expected):
     found = problems(text)
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_durations_longer_than_31_days_are_refused_before_a_thread_waits_on_them():
+    with pytest.raises(ConfigError) as exc:
+        parse_config("[heartbeat]\ninterval_s = 1e10\n[time]\ncheck_every_s = 99999999999999999999999\n")
+    assert exc.value.problems == [
+        "heartbeat.interval_s: must be at most 2678400 s (31 days), got 1e+10",
+        "time.check_every_s: must be at most 2678400 s (31 days), got 1e+23",
+    ]
+
+
+@pytest.mark.parametrize("text", [
+    '[[heartbeat.targets]]\nurl = "pover://USERKEY123@APPTOKENXYZ987"\nkind = "url"\n',
+    '[[heartbeat.targets]]\nurl = "https://hc-ping.com/APPTOKENXYZ987"\nkind = "url"\n'
+    '[[heartbeat.targets]]\nurl = "https://hc-ping.com/APPTOKENXYZ987"\nkind = "url"\n',
+    '[web]\napi_token = 12345678901234567890\n',
+    '[monitor]\n[[monitor.devices]]\nname = "a"\ntoken = "x"\nmagic = "APPTOKENXYZ987 "\n',
+])
+def test_problems_never_repeat_a_secret(text):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text)
+    message = str(exc.value)
+    assert "APPTOKENXYZ987" not in message and "apptokenxyz987" not in message and "1234567890" not in message

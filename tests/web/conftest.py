@@ -13,6 +13,9 @@ from web import create_agent_app
 
 PASSWORD = "correct horse battery"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+_FORM = re.compile(r"<form([^>]*)>(.*?)</form>", re.S)
+_ACTION = re.compile(r'action="([^"]*)"')
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 BASE_CONFIG = """\
 data_dir = "{data_dir}"
@@ -38,11 +41,21 @@ class Browser:
         return response
 
     def post(self, url, data=None, *, page=None, **kwargs):
-        """POST a form with the CSRF token from ``page`` (default: ``url`` itself, fetched first)."""
-        self.get(page or url)
-        data = dict(data or {})
-        data.setdefault("csrf_token", self.token)
-        return self.client.post(url, data=data, **kwargs)
+        """POST a form as a browser would from ``page`` (default: ``url`` itself, fetched first): with the CSRF
+        token and the hidden fields of the page's form that posts to ``url``."""
+        html = self.get(page or url).get_data(as_text=True)
+        sent = dict(self._hidden_fields(html, url, own_page=page is None))
+        sent.setdefault("csrf_token", self.token)
+        sent.update(data or {})
+        return self.client.post(url, data=sent, **kwargs)
+
+    @staticmethod
+    def _hidden_fields(html, url, *, own_page):
+        for form in _FORM.finditer(html):
+            action = _ACTION.search(form.group(1))
+            if (action.group(1) if action else None) == url or (own_page and action is None):
+                return _HIDDEN.findall(form.group(2))
+        return []
 
 
 class Appliance:

@@ -193,6 +193,8 @@ def test_the_download_hides_the_secrets_unless_asked(secret_appliance):
     assert TOKEN.encode() not in body and API_TOKEN.encode() not in body and b"****" in body
     full = browser.get("/actions/config.toml?secrets=1")
     assert full.get_data() == read(secret_appliance.config_path)
+    for value in ("0", "no", ""):
+        assert TOKEN.encode() not in browser.get(f"/actions/config.toml?secrets={value}").get_data()
 
 
 def upload(browser, data, name="phonehome.toml"):
@@ -226,6 +228,15 @@ def test_a_bad_config_file_is_refused_and_nothing_is_written(secret_appliance, d
     assert message in text(response) and "Nothing was written" in text(response)
     assert read(secret_appliance.config_path) == before
     assert secret_appliance.role.config.device.name == "home"
+
+
+def test_a_restore_may_not_move_data_dir_where_the_password_lives(appliance, tmp_path):
+    browser = appliance.claimed_browser()
+    before = read(appliance.config_path)
+    response = upload(browser, f'data_dir = "{tmp_path / "elsewhere"}"\n[web]\nlisten = ""\n'.encode())
+    assert response.status_code == 400 and "a restore cannot move it" in text(response)
+    assert read(appliance.config_path) == before and appliance.role.config.data_dir == appliance.data_dir
+    assert browser.get("/actions").status_code == 200                    # still claimed, still logged in
 
 
 def test_restore_without_a_file_says_to_choose_one(appliance):

@@ -117,13 +117,15 @@ def test_wrong_passwords_are_rate_limited_per_client(appliance):
 def test_the_limiter_forgets_old_failures_and_stays_small():
     now = [0.0]
     limiter = FailureLimiter(max_failures=3, window_s=60, max_clients=10, now=lambda: now[0])
-    for _ in range(3):
-        limiter.failed("a")
-    assert 59 < limiter.wait_s("a") <= 60
+    assert limiter.begin("a") == 0
+    limiter.refund("a")                                  # a form mistake: that attempt does not count
+    assert [limiter.begin("a") for _ in range(3)] == [0, 0, 0]
+    assert limiter.begin("a") == 60
     now[0] = 61
-    assert limiter.wait_s("a") == 0
+    assert limiter.begin("a") == 0
+    limiter.succeeded("a")
     for i in range(100):
-        limiter.failed(f"client {i}")
+        limiter.begin(f"client {i}")
     assert len(limiter._failures) == 10
 
 
@@ -154,3 +156,36 @@ def test_security_headers_and_session_cookie_flags(appliance):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "<script>" not in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("host", ["a..b", "localhost..", "x" * 64 + ".example", "phonehome.lan.."])
+def test_an_unparsable_host_gets_a_clear_refusal_not_a_crash(appliance, host):
+    response = appliance.browser().client.get("/setup", headers={"Host": host})
+    assert response.status_code in (400, 421)
+    assert "name or IP address" in response.get_data(as_text=True)
+
+
+def test_guesses_sent_in_parallel_cannot_pass_the_limit(appliance):
+    from concurrent.futures import ThreadPoolExecutor
+
+    appliance.claimed_browser()
+    browsers = [appliance.browser() for _ in range(4)]
+    for b in browsers:
+        b.get("/login")
+
+    def guess(b):
+        return b.client.post("/login", data={"password": "guess", "csrf_token": b.token}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(guess, browsers * 5))
+    assert codes.count(401) == 5 and codes.count(429) == 15
+
+
+def test_a_form_mistake_does_not_use_up_a_guess(appliance):
+    browser = appliance.browser()
+    for _ in range(8):
+        response = browser.post("/setup", {"code": appliance.setup_code, "password": "short",
+                                           "password_again": "short"})
+        assert response.status_code == 400
+    good = browser.post("/setup", {"code": appliance.setup_code, "password": PASSWORD, "password_again": PASSWORD})
+    assert good.status_code == 302

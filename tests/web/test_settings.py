@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 import pytest
 
 from appliance.config import load_config
+from tests.web.conftest import PASSWORD
 
 HC_URL = "http://127.0.0.1:9/ping/5b3c9e1e-hidden-check-uuid"
 PH_URL = "http://127.0.0.1:9/api/v1/heartbeat"
@@ -495,3 +496,21 @@ def test_the_overview_sums_up_every_section_and_shows_data_dir_read_only(full):
                     "API token not set", appliance.data_dir):
         assert summary in page
     assert 'name="data_dir"' not in page
+
+
+def test_an_entry_changed_in_another_window_is_not_edited_or_removed_by_its_old_number(appliance_factory):
+    appliance = appliance_factory('[device]\nname = "home"\n' + "".join(
+        f'[[heartbeat.targets]]\nkind = "url"\nurl = "http://127.0.0.1:9/{name}"\nname = "{name}"\n'
+        for name in ("a", "b", "c")))
+    first, second = appliance.claimed_browser(), appliance.browser()
+    second.post("/login", {"password": PASSWORD})
+    old_page = first.get("/settings/targets").get_data(as_text=True)
+    old_fields = dict(first._hidden_fields(old_page, "/settings/targets/1/remove", own_page=False))
+    assert second.post("/settings/targets/0/remove", page="/settings/targets").status_code == 302  # 'a' goes
+    before = open(appliance.config_path, "rb").read()
+    stale = first.client.post("/settings/targets/1/remove", data=old_fields)   # meant 'b'; number 1 is now 'c'
+    assert stale.status_code == 302 and open(appliance.config_path, "rb").read() == before
+    assert "Nothing was removed: this list changed in another window" in text(first.get("/settings/targets"))
+    edit = first.client.post("/settings/targets/1", data=dict(old_fields, name="renamed", kind="url"))
+    assert edit.status_code == 409
+    assert [t.name for t in load_config(appliance.config_path).heartbeat.targets] == ["b", "c"]
