@@ -15,10 +15,12 @@ log = logging.getLogger("phonehome")
 class MonitorRole:
     """The monitor service and its HTTP server."""
 
-    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0, web_mode="monitor"):
+    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0, web_mode="monitor",
+                 on_events=None):
         self._config = config
         self._web_mode = web_mode  # "appliance" inside an agent: the password comes from claiming the Pi
-        self._options = dict(clock=clock, channels=channels, retry_first_s=retry_first_s)
+        # on_events: MonitorService's hook (the agent's peer watchdog), kept across a restart of the service.
+        self._options = dict(clock=clock, channels=channels, retry_first_s=retry_first_s, on_events=on_events)
         self.service = None
         self.server = None
 

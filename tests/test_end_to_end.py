@@ -160,8 +160,11 @@ def test_agent_killed_gives_down_then_up_with_the_duration(monitor_config, agent
     up = smtp_sink.messages[1]
     assert "UP" in up["Subject"] and "home" in up["Subject"]
     assert "UP" in up.get_content()[:160]
-    # The outage runs from the last beat (just before the kill) to the first beat back.
-    outage_s = int(re.search(r"after (\d+) s", up["Subject"]).group(1))
+    # The outage runs from the last beat (just before the kill) to the first beat back; the first beat back
+    # (same boot id, a new agent start) tells the cause.
+    found = re.search(r"UP: home \u2014 agent restarted, (\d+) s \(no reboot", up["Subject"])
+    assert found, up["Subject"]
+    outage_s = int(found.group(1))
     assert int(restarted - killed) - 1 <= outage_s <= back - killed + 1, up["Subject"]
     assert len(smtp_sink.messages) == 2, subjects(smtp_sink)
     agent.kill(signal.SIGTERM)

@@ -224,20 +224,37 @@ class PinsForm(Section):
 
 class PeersForm(Section):
     name, title = "peers", "Peer watchdog"
-    fields = {"enabled": "monitor", "listen": "monitor.listen", "access_log": "monitor.access_log"}
-    checkboxes = frozenset({"enabled"})
+    fields = {"enabled": "monitor", "listen": "monitor.listen", "access_log": "monitor.access_log",
+              "relay_device": "peer.device", "relay_pin": "peer.relay_pin",
+              "relay_active_high": "peer.relay_active_high", "power_cycle_after_s": "peer.power_cycle_after_s",
+              "power_cycle_off_s": "peer.power_cycle_off_s", "power_cycle_min_gap_s": "peer.power_cycle_min_gap_s"}
+    checkboxes = frozenset({"enabled", "relay_active_high"})
 
     def values(self, config):
-        monitor = config.monitor or Monitor()
-        return {"enabled": config.monitor is not None, "listen": monitor.listen, "access_log": monitor.access_log}
+        monitor, peer = config.monitor or Monitor(), config.peer
+        return {"enabled": config.monitor is not None, "listen": monitor.listen, "access_log": monitor.access_log,
+                "relay_device": peer.device, "relay_pin": shown_number(peer.relay_pin),
+                "relay_active_high": peer.relay_active_high,
+                "power_cycle_after_s": shown_number(peer.power_cycle_after_s),
+                "power_cycle_off_s": shown_number(peer.power_cycle_off_s),
+                "power_cycle_min_gap_s": shown_number(peer.power_cycle_min_gap_s)}
 
     def apply(self, table, form, config, errors):
         if not checked(form, "enabled"):
             table.pop("monitor", None)
+            table.pop("peer", None)  # the relay power-cycles a watched device: nothing to do without them
             return
         monitor = table.setdefault("monitor", {})
         monitor["listen"] = text(form, "listen")
         monitor["access_log"] = text(form, "access_log")
+        peer = table.setdefault("peer", {})
+        peer["device"] = text(form, "relay_device")
+        put(peer, "relay_pin", whole(form, "relay_pin", errors, what="a BCM GPIO number", example="24",
+                                     optional=True))
+        peer["relay_active_high"] = checked(form, "relay_active_high")
+        for name, example in (("power_cycle_after_s", "600"), ("power_cycle_off_s", "10"),
+                              ("power_cycle_min_gap_s", "3600")):
+            put(peer, name, number(form, name, errors, example=example))
 
     def hook(self, path, message, form):
         # A device's magic string needs the access log: the field to fix is this page's.
@@ -248,7 +265,9 @@ class PeersForm(Section):
         if monitor is None:
             return "off"
         names = ", ".join(d.name for d in monitor.devices) or "no devices yet"
-        return f"on at {monitor.listen}, watching {names}"
+        relay = config.peer
+        power = f"; power-cycles {relay.device} through GPIO {relay.relay_pin}" if relay.relay_pin is not None else ""
+        return f"on at {monitor.listen}, watching {names}{power}"
 
 
 class AlertsForm(Section):

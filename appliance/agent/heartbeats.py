@@ -80,9 +80,10 @@ class TargetWorker:
     """
 
     def __init__(self, target, *, device, boot_id, started, clock, send, failures, interval_s, timeout_s,
-                 uptime, rand, paused, time_status=lambda: None):
+                 uptime, rand, paused, time_status=lambda: None, peers=lambda: None):
         self.target = target
         self._time_status = time_status
+        self._peers = peers
         self._device = device
         self._boot_id = boot_id
         self._started = started
@@ -172,6 +173,7 @@ class TargetWorker:
             send_failures=self._failures.carried(self._key, now.wall) if target.kind == "phonehome" else (),
             previous_rtt_ms=self._status.last_rtt_ms,
             time=self._time_status() if target.kind == "phonehome" else None,
+            peers=self._peers() if target.kind == "phonehome" else None,
         )
         try:
             method, url, headers, body = build_request(target, beat)
@@ -221,14 +223,15 @@ class HeartbeatSender:
     returns floats in [0, 1) for retry jitter; ``resolver`` is a
     transport.Resolver (a fresh one by default); ``ca_file`` replaces the
     system's certificate authorities (tests); ``time_status`` returns the
-    clock check's summary dict that every phonehome beat carries (or None).
-    Use as a context manager, or
+    clock check's summary dict that every phonehome beat carries (or None);
+    ``peers`` returns the ``peers`` list every phonehome beat carries (or
+    None: the field is left out). Use as a context manager, or
     call start() and stop(). ``workers`` holds one TargetWorker per target,
     in config order; tests tick them by hand instead of starting threads.
     """
 
     def __init__(self, config, *, clock, data_dir, boot_id=None, uptime=read_uptime_s, rand=random.random,
-                 resolver=None, ca_file=None, time_status=lambda: None):
+                 resolver=None, ca_file=None, time_status=lambda: None, peers=lambda: None):
         self._clock = clock
         self._stopping = threading.Event()
         self._paused = threading.Event()
@@ -246,7 +249,7 @@ class HeartbeatSender:
             TargetWorker(target, device=config.device.name, boot_id=boot_id, started=started, clock=clock,
                          send=send, failures=self.failures, interval_s=heartbeat.interval_s,
                          timeout_s=heartbeat.timeout_s, uptime=uptime, rand=rand, paused=self._paused,
-                         time_status=time_status)
+                         time_status=time_status, peers=peers)
             for target in heartbeat.targets)
         self._join_s = heartbeat.timeout_s + 1.0
 
@@ -288,23 +291,25 @@ class HeartbeatSender:
         """True between pause() and resume()."""
         return self._paused.is_set()
 
-    def beat_now(self):
+    def beat_now(self, *, kinds=None):
         """Send a heartbeat to every target now, in parallel; return their Attempts in config order.
 
+        ``kinds`` (e.g. ("phonehome",)) limits it to targets of those kinds.
         Takes at most heartbeat.timeout_s, plus the rest of any send already
         in flight to a target. While paused nothing is sent and each Attempt
         says so.
         """
+        workers = [w for w in self.workers if kinds is None or w.target.kind in kinds]
         if self._paused.is_set():
-            return tuple(Attempt(w.target.label, ok=False, error="heartbeats are paused") for w in self.workers)
-        attempts = [None] * len(self.workers)
+            return tuple(Attempt(w.target.label, ok=False, error="heartbeats are paused") for w in workers)
+        attempts = [None] * len(workers)
 
         def attempt(i, worker):
             attempts[i] = worker.attempt()
             worker.wake.set()  # its timetable changed (a retry may now be due sooner)
 
         threads = [threading.Thread(target=attempt, args=(i, w), daemon=True, name=f"beat now {w.target.label}")
-                   for i, w in enumerate(self.workers)]
+                   for i, w in enumerate(workers)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 
+from appliance.agent.peers import PeerWatch
 from appliance.clock import SystemClock
 from appliance.errors import PhonehomeError
 from appliance.roles import MonitorRole
@@ -36,7 +37,7 @@ def reboot():
 class AgentRole:
     """Runs what the config asks for and swaps parts when the config changes."""
 
-    def __init__(self, config, *, config_path="", clock=None):
+    def __init__(self, config, *, config_path="", clock=None, pin_factory=None):
         self._config = config
         self._config_path = config_path
         self._clock = clock or SystemClock()
@@ -52,6 +53,9 @@ class AgentRole:
         self._snapshot_lock = threading.Lock()
         self.web = None
         self.control = None  # the runtime's Control (set by runtime.serve): reloads and restarts on its loop
+        # The peer watchdog's reports and relay; ``pin_factory`` is gpiozero's for the relay (tests: MockFactory).
+        self.peers = PeerWatch(service=lambda: getattr(self.monitor, "service", None), beat=self._beat_peers,
+                               clock=self._clock, pin_factory=pin_factory)
 
     @property
     def config(self):
@@ -78,6 +82,7 @@ class AgentRole:
         # The monitor first, so a Pi that phones itself (the demo) does not start with a refused beat;
         # a monitor that cannot start is logged and never keeps the Pi from phoning home.
         self._apply_monitor(self._config)
+        self.peers.apply(self._config)
         self._apply_time(self._config)
         self._apply_sender(self._config)
         self._apply_panel(self._config)
@@ -98,6 +103,7 @@ class AgentRole:
         if config.monitor is None:
             self._stop_monitor()
         self._apply_monitor(config)
+        self.peers.apply(config)
         if (old.web.listen, old.data_dir) != (config.web.listen, config.data_dir):
             self._apply_web(config, old=self.web)
 
@@ -155,7 +161,8 @@ class AgentRole:
             return
         try:
             if self.monitor is None:
-                self.monitor = MonitorRole(config, clock=self._clock, web_mode="appliance").start()
+                self.monitor = MonitorRole(config, clock=self._clock, web_mode="appliance",
+                                           on_events=self.peers.on_events).start()
             else:
                 self.monitor.apply(config)
         except PhonehomeError as exc:
@@ -205,12 +212,18 @@ class AgentRole:
                         "remembered across a restart; set data_dir to a writable directory", config.data_dir,
                         exc.strerror)
         self.sender = HeartbeatSender(config, clock=self._clock, data_dir=config.data_dir,
-                                      time_status=self._time_payload)
+                                      time_status=self._time_payload, peers=self.peers.payload)
         if self.paused:
             self.sender.pause()
         self.sender.start()
         log.info("agent '%s' phoning home every %g s to %s", config.device.name, config.heartbeat.interval_s,
                  ", ".join(t.label for t in config.heartbeat.targets))
+
+    def _beat_peers(self):
+        """A peer changed: tell the phonehome targets now rather than with the next beat."""
+        sender = self.sender  # read once: a reload may swap it meanwhile
+        if sender is not None:
+            sender.beat_now(kinds=("phonehome",))
 
     def pause(self):
         """Stop sending heartbeats (the demo's simulated outage) until resume()."""
@@ -299,6 +312,7 @@ class AgentRole:
             self.monitor = None
 
     def stop(self):
+        self.peers.stop()  # first: the relay gives its peer the power back
         self._stop_web()
         self._stop_panel()
         self._stop_sender()

@@ -33,6 +33,8 @@ class Beat:
     objects (phonehome kind only). ``previous_rtt_ms`` is the round trip of
     this target's previous successful beat, None if there was none.
     ``time`` is the clock check's summary (TimeStatus.as_payload()), or None.
+    ``peers`` is what this Pi sees of the devices it watches
+    (agent.peers.peers_payload()), or None when it watches none.
     """
 
     device: str
@@ -44,6 +46,7 @@ class Beat:
     send_failures: tuple = ()
     previous_rtt_ms: float | None = None
     time: dict | None = None
+    peers: list | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ def phonehome_payload(beat):
         "send_failures": [w.as_json() for w in beat.send_failures],
         "version": __version__,
         **({"time": beat.time} if beat.time is not None else {}),
+        # Only from a Pi that runs a monitor inside (the peer watchdog) with devices to watch.
+        **({"peers": beat.peers} if beat.peers is not None else {}),
     }
 
 

@@ -9,7 +9,9 @@ e-mail-to-SMS gateway may cut the rest.
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from appliance.monitor.causes import LABELS
 from appliance.monitor.events import Kind
+from appliance.text import shorten
 from appliance.timefmt import format_duration  # noqa: F401  (part of this module's API)
 
 SMS_CHARS = 160
@@ -33,27 +35,37 @@ class Message:
 
 
 def compose(event, *, tz=None):
-    """The alert ``Message`` for ``event`` (kind DOWN, REMINDER or UP).
+    """The alert ``Message`` for ``event`` (kind DOWN, REMINDER, UP, SITE_DOWN or REBOOT).
 
     ``tz`` is a ``zoneinfo.ZoneInfo`` for the times shown; None means the
     local time zone of the host running the monitor. Every time is shown with
-    its zone abbreviation, and in UTC in the details.
+    its zone abbreviation, and in UTC in the details. An event with a
+    ``cause`` carries it as a sentence in its ``reason`` (its times written
+    in the monitor's zone when it was recorded); the first line then says it.
     Raises ValueError for events that are not alerted (FIRST_SEEN).
     """
     kind = Kind(event.kind)
     if kind not in _COMPOSERS:
         raise ValueError(f"{kind.name} events are not alerted; check event.alerts before composing a message")
-    subject, summary, details = _COMPOSERS[kind](event, _Times(event.at, tz))
-    lines = [summary, ""]
+    subject, summary, details = _COMPOSERS[kind](event, Times(event.at, tz))
+    # What and when come first, so cutting the end keeps them; the whole sentence is in the lines below.
+    lines = [shorten(summary, SMS_CHARS), ""]
+    if event.cause:
+        lines.append(f"Cause: {LABELS.get(event.cause, event.cause)}")
     if event.reason:
         lines.append(f"Reason: {event.reason}")
+    if event.detail:
+        lines.append(f"Evidence: {event.detail}")
     lines += [f"{label}: {value}" for label, value in details]
     lines += ["", FOOTER]
     return Message(subject=subject, body="\n".join(lines) + "\n", device=event.device, kind=kind.value, at=event.at)
 
 
-class _Times:
-    """Formats epoch seconds in one zone, briefly relative to a reference time or in full."""
+class Times:
+    """Formats epoch seconds in one zone, briefly relative to a reference time or in full.
+
+    ``tz`` is a ``zoneinfo.ZoneInfo``; None means the host's local zone.
+    """
 
     def __init__(self, ref, tz):
         self._tz = tz
@@ -76,6 +88,14 @@ class _Times:
             text += f" {t.tzname()}"
         return text
 
+    def clock(self, ts):
+        """ "10:55:07", with the date and zone added as in ``short``."""
+        t = self._local(ts)
+        text = f"{t:%H:%M:%S}" if t.date() == self._ref.date() else f"{t:%b} {t.day} {t:%H:%M:%S}"
+        if t.tzname() != self._ref.tzname():
+            text += f" {t.tzname()}"
+        return text
+
     def full(self, ts):
         """ "Tue 2025-01-14 10:55:00 EST (2025-01-14 15:55:00 UTC)"."""
         utc = datetime.fromtimestamp(ts, timezone.utc)
@@ -94,30 +114,61 @@ def _outage(event):
 
 def _down(event, times):
     since = event.outage_started_at if event.outage_started_at is not None else event.at
+    subject = f"DOWN: {event.device}"
     summary = f"{event.device} is DOWN since {times.zoned(since)}"
     details = [("Down since", times.full(since))]
-    if event.last_heard_at is not None:
+    if event.cause:
+        subject += f" \u2014 {LABELS.get(event.cause, event.cause)}"
+        summary += f": {event.reason}"
+    elif event.last_heard_at is not None:
         summary += (f": no heartbeat for {format_duration(event.at - event.last_heard_at)}"
                     f" (last heard {times.short(event.last_heard_at)})")
+    if event.last_heard_at is not None:
         details.append(("Last heard", times.full(event.last_heard_at)))
-    return f"DOWN: {event.device}", summary + ".", details
+    return subject, summary + ".", details
+
+
+def _site_down(event, times):
+    since = event.outage_started_at if event.outage_started_at is not None else event.at
+    site = event.site or event.device
+    return f"DOWN: site {site}", f"site {site}: {event.reason}.", [("Down since", times.full(since))]
+
+
+def _reboot(event, times):
+    details = [("Heartbeat at", times.full(event.at))]
+    if event.last_heard_at is not None:
+        details.append(("Heard before", times.full(event.last_heard_at)))
+    return f"REBOOT: {event.device}", f"{event.device} {event.reason}", details
 
 
 def _reminder(event, times):
     start, length = _outage(event)
+    if event.cause == "site-outage" and event.site:
+        # The site's reminder, sent for one of its devices while all of them are silent.
+        subject = f"REMINDER: site {event.site} still down"
+        summary = f"site {event.site} is still DOWN at {times.zoned(event.at)}"
+        if length is not None:
+            subject += f" ({format_duration(length)})"
+            summary += f": {event.reason}, down {format_duration(length)}, since {times.short(start)}"
+        return subject, summary + ".", _reminder_details(event, times, start, length)
     subject = f"REMINDER: {event.device} still down"
     summary = f"{event.device} is still DOWN at {times.zoned(event.at)}"
-    details = []
     if length is not None:
         subject += f" ({format_duration(length)})"
         summary += f": down {format_duration(length)}, since {times.short(start)}"
+    return subject, summary + ".", _reminder_details(event, times, start, length)
+
+
+def _reminder_details(event, times, start, length):
+    details = []
+    if length is not None:
         details.append(("Down since", times.full(start)))
     if event.last_heard_at is not None:
         details.append(("Last heard", times.full(event.last_heard_at)))
     details.append(("Reminder at", times.full(event.at)))
     if length is not None:
         details.append(("Down for", format_duration(length)))
-    return subject, summary + ".", details
+    return details
 
 
 def _up(event, times):
@@ -125,6 +176,16 @@ def _up(event, times):
     subject = f"UP: {event.device}"
     summary = f"{event.device} is UP at {times.zoned(event.at)}"
     details = []
+    if event.cause:
+        # "UP: home \u2014 power cut, 47 min (rebooted 10:48, last heard 10:01)": the cause and its evidence.
+        subject += f" \u2014 {event.reason}"
+        summary += f" \u2014 {event.reason}"
+        if start is not None:
+            details.append(("Down since", times.full(start)))
+        details.append(("Up again", times.full(event.at)))
+        if length is not None:
+            details.append(("Silent for", format_duration(length)))
+        return subject, summary + ".", details
     if length is not None:
         subject += f" after {format_duration(length)}"
         summary += f" after {format_duration(length)} down ({times.short(start)}-{times.short(event.at)})"
@@ -135,4 +196,5 @@ def _up(event, times):
     return subject, summary + ".", details
 
 
-_COMPOSERS = {Kind.DOWN: _down, Kind.REMINDER: _reminder, Kind.UP: _up}
+_COMPOSERS = {Kind.DOWN: _down, Kind.REMINDER: _reminder, Kind.UP: _up, Kind.SITE_DOWN: _site_down,
+              Kind.REBOOT: _reboot}

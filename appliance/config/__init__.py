@@ -7,7 +7,8 @@ import tomli_w
 
 from appliance.atomic import write_atomic
 from appliance.config.schema import (  # noqa: F401  (re-exported)
-    Alerts, Button, Config, Device, Display, Email, Heartbeat, Leds, Monitor, MonitoredDevice, Target, Time, Web,
+    Alerts, Button, Config, Device, Display, Email, Heartbeat, Leds, Monitor, MonitoredDevice, Peer, Target, Time,
+    Web,
 )
 from appliance.config.validate import build, resolve_paths, to_table
 from appliance.errors import ConfigError

@@ -134,6 +134,9 @@ class MonitoredDevice:
     reminder_every_s: float = setting(14400.0, doc="repeat the DOWN alert this often while down; 0 = never",
                                       min=0, unit=" s")
     magic: str = setting("", doc="string that marks this device's requests in monitor.access_log", secret=True)
+    site: str = setting("", doc="where the device is (e.g. 'home'); when every device of a site goes silent, one "
+                                "alert goes out for the site; empty: no site",
+                        check=lambda v: check_name(v) if v else None)
 
     def problems(self):
         if not self.token and not self.magic:
@@ -155,6 +158,11 @@ class Monitor:
     access_log: str = setting("", doc="an Apache/nginx access log (combined format) to follow for 'magic' strings",
                          path=True)
     devices: tuple[MonitoredDevice, ...] = setting((), doc="the [[monitor.devices]] to watch")
+    site_window_s: float = setting(60.0, doc="how long a DOWN of a device with a site waits for the rest of "
+                                             "its site before it is alerted alone; 0 = never waits",
+                                   min=0, unit=" s")
+    notify_reboots: bool = setting(False, doc="alert when a device rebooted without being silent for "
+                                              "max_silence_s (a power blip); always recorded")
 
     def problems(self):
         names, tokens = set(), set()
@@ -334,6 +342,37 @@ class Button:
     pin: int | None = setting(None, doc="BCM pin the button connects to ground", check=check_pin)
 
 
+@dataclass(frozen=True)
+class Peer:
+    """The peer watchdog's relay: power-cycles a watched device (another Pi) that stays silent."""
+
+    device: str = setting("", doc="the [[monitor.devices]] name whose power the relay switches; "
+                                  "required with relay_pin")
+    relay_pin: int | None = setting(None, doc="BCM pin driving the relay in the peer's power lead; "
+                                              "none: never power-cycle", check=check_pin)
+    relay_active_high: bool = setting(True, doc="true when the peer has power with the pin high; false when "
+                                                "with the pin low (a low-triggered relay board)")
+    power_cycle_after_s: float = setting(600.0, doc="power-cycle the peer once it is down and this Pi has heard "
+                                                    "nothing from it for this long",
+                                         min=MIN_INTERVAL_S, unit=" s")
+    power_cycle_off_s: float = setting(10.0, doc="how long the peer's power stays off in a power cycle",
+                                       min=MIN_INTERVAL_S, unit=" s")
+    power_cycle_min_gap_s: float = setting(3600.0, doc="at most one power cycle this often (kept across "
+                                                       "restarts in data_dir/peer-relay.json)",
+                                           min=MIN_INTERVAL_S, unit=" s")
+
+    def problems(self):
+        if self.relay_pin is not None and not self.device:
+            yield "device", ("required when relay_pin is set: the name of the [[monitor.devices]] entry "
+                             "the relay powers")
+        if self.device and self.relay_pin is None:
+            yield "relay_pin", (f"required when device is set: the BCM pin of the relay that powers "
+                                f"{self.device!r} (or remove device)")
+        if self.power_cycle_min_gap_s <= self.power_cycle_off_s:
+            yield "power_cycle_min_gap_s", (f"must be longer than power_cycle_off_s "
+                                            f"({self.power_cycle_off_s:g} s), got {self.power_cycle_min_gap_s:g}")
+
+
 def check_hostname(value):
     labels = value.rstrip(".").split(".")
     if not value or len(value) > 253 or not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", x)
@@ -375,6 +414,8 @@ class Config:
     display: Display = setting(doc="the [display] table", factory=Display)
     leds: Leds = setting(doc="the [leds] table", factory=Leds)
     button: Button = setting(doc="the [button] table", factory=Button)
+    peer: Peer = setting(doc="the [peer] table: a relay that power-cycles a silent watched device",
+                         factory=Peer)
     web: Web = setting(doc="the [web] table", factory=Web)
 
     @property
@@ -392,3 +433,25 @@ class Config:
                     f"GPIO {pin} is the I2C bus the display uses (GPIO 2 = SDA, 3 = SCL); choose another pin")
         if self.heartbeat.targets and not self.device.name:
             yield "device.name", "required when heartbeat.targets are set: the monitor knows the device by it"
+        yield from self._peer_problems(pins)
+
+    def _peer_problems(self, pins):
+        relay = self.peer.relay_pin
+        if relay is not None and relay in pins:
+            owner = "button" if relay == self.button.pin else "LEDs"
+            yield "peer.relay_pin", f"GPIO {relay} is also used by the {owner}; give the relay a pin of its own"
+        if relay is not None and self.display.driver in ("ssd1306", "sh1106") and self.display.i2c_port == 1 \
+                and relay in (2, 3):
+            yield "peer.relay_pin", (f"GPIO {relay} is the I2C bus the display uses (GPIO 2 = SDA, 3 = SCL); "
+                                     f"choose another pin")
+        if not self.peer.device:
+            return
+        if self.monitor is None:
+            yield "peer.device", (f"needs a [monitor] table with {self.peer.device!r} in [[monitor.devices]]: "
+                                  f"this Pi must watch the device it power-cycles; add them, or remove [peer]")
+            return
+        names = [d.name for d in self.monitor.devices]
+        if self.peer.device not in names:
+            watched = ", ".join(repr(n) for n in names) or "none yet"
+            yield "peer.device", (f"{self.peer.device!r} is not in [[monitor.devices]] (watched: {watched}); "
+                                  f"add it there or name one of those")

@@ -21,9 +21,11 @@ class Kind(str, enum.Enum):
     REMINDER = "reminder"       # down -> down, every reminder_every_s: alert
     UP = "up"                   # down -> up: alert with the outage's duration
     CLOCK = "clock"             # the device's own clock check changed its verdict: recorded, not alerted
+    REBOOT = "reboot"           # up -> up with a new boot: a power blip shorter than max_silence_s
+    SITE_DOWN = "site-down"     # every device of a site went silent: one alert instead of one per device
 
 
-ALERTING = frozenset({Kind.DOWN, Kind.REMINDER, Kind.UP})
+ALERTING = frozenset({Kind.DOWN, Kind.REMINDER, Kind.UP, Kind.SITE_DOWN})
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,16 @@ class Event:
 
     Times are wall-clock epoch seconds (UTC) as the monitor saw them.
     ``outage_s`` is the outage's length so far (REMINDER) or in all (UP).
+    ``cause`` is a ``causes.Cause`` kind ("power-cut", "internet", ...) when
+    the evidence told one; ``reason`` then says it as a sentence and
+    ``detail`` gives the evidence. ``site`` is the device's site (for a
+    SITE_DOWN event ``device`` is "site:" and the site's name).
+
+    ``alert`` overrides whether the event is alerted (None: by its kind): a
+    DOWN merged into a site's alert is not, a REBOOT is when
+    ``monitor.notify_reboots`` says so. ``held`` queues its alert held back
+    until the site window decides (see ``sites``). Neither is stored: the
+    delivery rows are what a restart reads.
     """
 
     device: str
@@ -44,8 +56,13 @@ class Event:
     outage_started_at: float | None = None
     outage_s: float | None = None
     id: int | None = None
+    cause: str | None = None
+    detail: str | None = None
+    site: str | None = None
+    alert: bool | None = None
+    held: bool = False
 
     @property
     def alerts(self):
         """True when a person should be told about this event."""
-        return self.kind in ALERTING
+        return self.kind in ALERTING if self.alert is None else self.alert

@@ -17,6 +17,9 @@ MAX_BODY = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MAX_FAILURE_WINDOWS = 100
+MAX_PEERS = 50
+MAX_POWER_CYCLES = 5
+PEER_STATES = ("up", "down", "new")
 _VERDICT = re.compile(r"^[a-z][a-z-]{0,19}\Z")
 
 
@@ -102,7 +105,46 @@ def _validated(data, *, sent_at_known=True):
     out["send_failures"] = _windows(data.get("send_failures", []))
     if data.get("time") is not None:
         out["time"] = _time(data["time"])
+    if data.get("peers") is not None:
+        out["peers"] = _peers(data["peers"])
     return out
+
+
+def _peers(peers):
+    """What a watching Pi reports of the devices it watches on its LAN (see appliance.agent.peers)."""
+    if not isinstance(peers, list) or len(peers) > MAX_PEERS:
+        raise BadHeartbeat("peers", f"must be a list of at most {MAX_PEERS} peers")
+    out, seen = [], set()
+    for i, p in enumerate(peers):
+        field = f"peers[{i}]"
+        if not isinstance(p, dict):
+            raise BadHeartbeat(field, 'must be an object {"name": "garage-pi", "state": "up", ...}')
+        name = p.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise BadHeartbeat(f"{field}.name", "must be a device name (letters, digits, '.', '_', '-')")
+        state = p.get("state")
+        if state not in PEER_STATES:
+            raise BadHeartbeat(f"{field}.state", f"must be one of {', '.join(PEER_STATES)}, got {state!r}"[:120])
+        entry = {"name": name, "state": state}
+        for key in ("last_heard_at", "down_since"):
+            entry[key] = None if p.get(key) is None else _number(p, key, low=0, field=f"{field}.{key}")
+        cycles = p.get("power_cycles", [])
+        if not isinstance(cycles, list) or len(cycles) > MAX_POWER_CYCLES:
+            raise BadHeartbeat(f"{field}.power_cycles", f"must be a list of at most {MAX_POWER_CYCLES} power cycles")
+        entry["power_cycles"] = [_power_cycle(c, f"{field}.power_cycles[{j}]") for j, c in enumerate(cycles)]
+        if name not in seen:  # a name listed twice: the first entry counts
+            seen.add(name)
+            out.append(entry)
+    return out
+
+
+def _power_cycle(cycle, field):
+    if not isinstance(cycle, dict):
+        raise BadHeartbeat(field, 'must be an object {"at": epoch, "came_back_at": epoch or null}')
+    at = _number(cycle, "at", low=0, field=f"{field}.at")
+    back = cycle.get("came_back_at")
+    return {"at": at, "came_back_at": None if back is None else _number(cycle, "came_back_at", low=at,
+                                                                         field=f"{field}.came_back_at")}
 
 
 def _time(report):

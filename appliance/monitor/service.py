@@ -17,6 +17,7 @@ from appliance.config.schema import Monitor
 from appliance.monitor.accesslog import AccessLogFollower
 from appliance.monitor.dispatch import Dispatcher
 from appliance.monitor.events import Event, Kind, State
+from appliance.monitor.explain import Explainer, log_event
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
 from appliance.monitor.machine import Machine
 from appliance.monitor.pauses import Pauses, check_pause_s
@@ -45,8 +46,11 @@ class Answer:
 class MonitorService:
     """Receives heartbeats, fires deadlines, records events and queues alerts."""
 
-    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0):
+    def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0, on_events=None):
         self._clock = clock or SystemClock()
+        # Hook for the agent's peer watchdog: on_events(events) is called with the events just stored, under
+        # this service's lock; it must return at once and must not call back into the service.
+        self._on_events = on_events
         self.config = config
         settings = config.monitor or Monitor()
         self.store = Store(os.path.join(config.data_dir, DB_NAME))
@@ -56,6 +60,11 @@ class MonitorService:
         self.machine = Machine(settings.devices, started=now, restored=self.store.restored())
         self._pauses = Pauses(self.store.pauses(), now=now)
         self._beats = self.store.last_beats()
+        self._explain = Explainer(self.machine, self._beats, settings.devices, window_s=settings.site_window_s,
+                                  notify_reboots=settings.notify_reboots)
+        # DOWNs held for a site window when the monitor stopped: their windows go on (or end at the first tick).
+        self._unsettled = self._explain.restore(held=self.store.held_downs(), site_outages=self.store.site_outages(),
+                                                open_causes=self.store.open_causes(), now=now)
         self._verdicts = {name: (b.get("time") or {}).get("verdict") for name, b in self._beats.items()
                           if (b.get("time") or {}).get("verdict") not in (None, "unknown")}
         self._dirty = {}
@@ -100,12 +109,15 @@ class MonitorService:
             if beat["device"] not in self.machine:  # removed by a reload since the token was read
                 return Answer(401, {"ok": False, "error": "unknown device: it is no longer in [[monitor.devices]]"})
             self.received_total += 1
-            events = self.machine.heartbeat(beat["device"], now)
-            events += self._clock_change(beat, now)
             beat["received_at"] = now.wall
             # A second estimate of the device's clock offset, independent of its own NTP check: its send
             # time against our receive time (it includes the one-way network delay, a few ms).
             beat["clock_offset_ms"] = (beat["sent_at"] - now.wall) * 1000 if beat.pop("sent_at_known") else None
+            previous, old = self._beats.get(beat["device"]), self.machine.state_of(beat["device"])
+            events = self.machine.heartbeat(beat["device"], now)
+            # The cause of an outage it ends, or a reboot while up, read from this beat and the one before.
+            events = self._explain.on_beat(previous, beat, old, events, now)
+            events += self._clock_change(beat, now)
             self._beats[beat["device"]] = beat
             self._dirty[beat["device"]] = (now.wall, beat)
             state = self.machine.view(beat["device"]).state.value
@@ -151,9 +163,9 @@ class MonitorService:
 
     def _nudge(self):
         """Wake the scheduler when a deadline now comes before the time it sleeps until."""
-        due = self.machine.next_due()
-        if due is not None and (self._sleep_until is None or due < self._sleep_until):
-            self._wake.set()
+        for due in (self.machine.next_due(), self._explain.next_due()):
+            if due is not None and (self._sleep_until is None or due < self._sleep_until):
+                self._wake.set()
         if self._dirty and self._next_flush is None:
             self._wake.set()
 
@@ -163,11 +175,12 @@ class MonitorService:
         """Fire due deadlines and flush heartbeats; return seconds until there is work again."""
         batch = None
         with self._lock:
-            if self._unrecorded:
+            if self._unrecorded or self._unsettled:
                 self._record([], now)  # events a failed write left behind go first, in order
             events = self.machine.due(now)
-            if events:
-                self._record(events, now)
+            site_events, settle = self._explain.due(now, self._muted_at(now))  # site windows that ended
+            if events or site_events or settle:
+                self._record(events, now, planned=site_events, settle=settle)
             # Written behind, at most once a second: the first tick that sees new
             # heartbeats only schedules the write, so a burst becomes one transaction.
             if self._dirty and self._next_flush is None:
@@ -175,13 +188,13 @@ class MonitorService:
             elif self._dirty and now.mono >= self._next_flush:
                 batch, self._dirty = self._dirty, {}
                 self._next_flush = None
-            due = self.machine.next_due()
             waits = [60.0]
-            if due is not None:
-                waits.append(due - now.mono)
+            for due in (self.machine.next_due(), self._explain.next_due()):
+                if due is not None:
+                    waits.append(due - now.mono)
             if self._next_flush is not None:
                 waits.append(self._next_flush - now.mono)
-            if self._unrecorded:
+            if self._unrecorded or self._unsettled:
                 waits.append(1.0)
             delay = max(0.0, min(waits))
             self._sleep_until = now.mono + delay
@@ -212,39 +225,52 @@ class MonitorService:
             log.info("heartbeat times written to %s again", self.store.path)
         self._beats_failing = False
 
-    def _record(self, events, now):
+    def _muted_at(self, now):
+        return lambda name: self._pauses.get(name, now) is not None
+
+    def _record(self, events, now, *, planned=(), settle=()):
         """Store events (after any a failed write left behind) and queue their alerts, unless paused at ``now``.
 
-        The machine has already changed state, so an event whose write failed is
+        ``events`` (from the machine or a heartbeat) get their causes and sites
+        first (see explain.Explainer.plan); ``planned`` are site alerts made
+        already, ``settle`` what becomes of DOWNs held for a site window. The
+        machine has already changed state, so an event whose write failed is
         kept and written on the next tick: a transition is never lost to a
         passing disk error.
         """
-        pending = self._unrecorded + list(events)
+        fresh, more = self._explain.plan(events, now, self._muted_at(now)) if events else ([], [])
+        pending = self._unrecorded + list(planned) + fresh
+        settles = self._unsettled + list(settle) + more
         muted = self._pauses.muted({e.device for e in pending if e.alerts}, now)
         try:
-            stored = self.store.record(pending, self.dispatcher.channel_names, muted=muted)
+            stored = self.store.record(pending, self.dispatcher.channel_names, muted=muted, settle=settles)
         except Exception as exc:
-            if not self._unrecorded:
+            if not self._unrecorded and not self._unsettled:
                 log.error("cannot write events to %s (%s); keeping %d in memory and retrying every second",
-                          self.store.path, exc, len(pending))
-            self._unrecorded = pending
+                          self.store.path, exc, len(pending) + len(settles))
+            self._unrecorded, self._unsettled = pending, settles
             return
-        if self._unrecorded:
-            log.info("wrote %d held-back event(s) to %s", len(self._unrecorded), self.store.path)
+        if self._unrecorded or self._unsettled:
+            log.info("wrote %d held-back event(s) to %s", len(self._unrecorded) + len(self._unsettled),
+                     self.store.path)
         self._unrecorded = []
+        # Held DOWNs whose site alert went out before they could be written: merged with the next write.
+        self._unsettled = self._explain.stored(stored, now)
         for e in stored:
             if e.kind is Kind.DOWN:
                 self._outages[e.device] = self._outages.get(e.device, 0) + 1
-            quiet = " (alerts paused)" if e.alerts and e.device in muted else ""
-            if e.kind is Kind.REMINDER:
-                log.info("%s: still down (%s); %s", e.device, e.reason, "not reminding: alerts paused" if quiet
-                         else "reminding")
-            elif e.kind is Kind.CLOCK:
-                log.info("%s: %s", e.device, e.reason)
-            else:
-                log.info("%s: %s -> %s (%s)%s", e.device, e.old.value, e.new.value, e.reason, quiet)
-        if any(e.alerts and e.device not in muted for e in stored):
+            log_event(e, muted, window_s=self._explain.window_s)
+        for s in settles:
+            if s.release:
+                log.info("%s: DOWN alerted after the site window%s", s.device, f": {s.reason}" if s.reason else "")
+        if any(e.alerts and not e.held and (e.kind is Kind.SITE_DOWN or e.device not in muted) for e in stored) \
+                or any(s.release for s in settles):
             self.dispatcher.wake()
+        if self._on_events is not None and stored:
+            try:
+                self._on_events(tuple(stored))
+            except Exception:  # the hook is a report: it must never hold up the monitor
+                log.exception("the on_events hook failed")
 
     # -- life cycle ----------------------------------------------------
 
@@ -289,7 +315,7 @@ class MonitorService:
             t.join(timeout=5)
         self.dispatcher.stop()
         with self._lock:
-            if self._unrecorded:
+            if self._unrecorded or self._unsettled:
                 self._record([], self._clock.now())
         self.flush()
         self.store.close()
@@ -302,6 +328,9 @@ class MonitorService:
             self.config = config
             self._tokens = {d.name: d.token.encode() for d in settings.devices}
             self.machine.reconfigure(settings.devices, now, restored=self.store.restored())
+            # DOWNs held for a site their device is no longer in go out with the next write.
+            self._unsettled += self._explain.configure(settings.devices, window_s=settings.site_window_s,
+                                                       notify_reboots=settings.notify_reboots)
             self._nudge()
         self.dispatcher.configure(build_channels(config.alerts), give_up_after_s=config.alerts.give_up_after_s)
         if self._follower is not None:

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 
 from appliance.errors import StoreError
-from appliance.monitor.events import Event, Kind, State
+from appliance.monitor.events import ALERTING, Event, Kind, State
 from appliance.monitor.machine import Restored
 
 SCHEMA = """
@@ -66,7 +66,29 @@ CREATE TABLE IF NOT EXISTS pauses (
     paused_at REAL NOT NULL,
     until REAL
 );
+CREATE TABLE IF NOT EXISTS site_outages (
+    site TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events(id)
+);
 """
+# Columns added after the first release: a database made before them gets them at open.
+# (table, column, type)
+ADDED_COLUMNS = (
+    ("events", "cause", "TEXT"),
+    ("events", "detail", "TEXT"),
+    ("events", "site", "TEXT"),
+    ("outages", "cause", "TEXT"),
+    ("outages", "cause_text", "TEXT"),
+    ("outages", "event_id", "INTEGER"),
+)
+# Needs the added columns, so it comes after them.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS outages_event ON outages(event_id);
+CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries(event_id) WHERE status='held';
+"""
+# Kinds that are about a site, not a device: no device row, no outage row of their own.
+_SITE_KINDS = (Kind.SITE_DOWN,)
 
 
 class Store:
@@ -85,9 +107,23 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            self._add_columns()
+            self._db.executescript(INDEXES)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the monitor's database {path}: {exc}; set data_dir to a directory "
                              f"this user can write") from None
+
+    def _add_columns(self):
+        missing = [c for c in ADDED_COLUMNS if c[1] not in self._columns(c[0])]
+        if not missing:
+            return
+        with self._tx() as db:  # checked again inside: another process may have added them meanwhile
+            for table, column, kind in missing:
+                if column not in self._columns(table):
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _columns(self, table):
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def close(self):
         with self._lock:
@@ -106,43 +142,74 @@ class Store:
                 "FROM devices d LEFT JOIN outages o ON o.id = d.outage_id").fetchall()
         return {name: Restored(State(state), heard, started, alert) for name, state, heard, started, alert in rows}
 
-    def record(self, events, channels, *, muted=()):
+    def record(self, events, channels, *, muted=(), settle=()):
         """Store events with their outages and device states; queue a delivery per channel.
 
         ``channels`` are the names of the alert channels in force; ``muted``
         names devices whose alerts are paused: their events are stored as
-        any other, but no delivery is queued. Returns the events with their
-        ``id`` set.
+        any other, but no delivery is queued (a site event's ``alert`` flag
+        already says whether its site is muted). An event marked ``held``
+        gets its deliveries queued as held: nobody is told until a later
+        ``settle`` releases them. ``settle`` holds Settled entries for events
+        recorded earlier with held deliveries, done first: their cause is
+        written (on the event and its outage) and their deliveries released
+        or dropped. Returns the events with their ``id`` set.
         """
         stored = []
         with self._tx() as db:
+            for s in settle:
+                self._settle(db, s)
             for e in events:
-                cur = db.execute(
-                    "INSERT INTO events (device, kind, old, new, at, reason, last_heard_at, "
-                    "outage_started_at, outage_s) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (e.device, e.kind.value, e.old.value, e.new.value, e.at, e.reason, e.last_heard_at,
-                     e.outage_started_at, e.outage_s))
-                event_id = cur.lastrowid
-                db.execute("INSERT OR IGNORE INTO devices (name, state) VALUES (?, ?)", (e.device, e.old.value))
-                if e.kind is Kind.DOWN:
-                    outage = db.execute(
-                        "INSERT INTO outages (device, started_at, detected_at) VALUES (?,?,?)",
-                        (e.device, e.outage_started_at, e.at)).lastrowid
-                    db.execute("UPDATE devices SET outage_id=? WHERE name=?", (outage, e.device))
-                elif e.kind is Kind.UP:
-                    db.execute(
-                        "UPDATE outages SET ended_at=?, duration_s=? WHERE id="
-                        "(SELECT outage_id FROM devices WHERE name=?)", (e.last_heard_at, e.outage_s, e.device))
-                    db.execute("UPDATE devices SET outage_id=NULL WHERE name=?", (e.device,))
-                db.execute("UPDATE devices SET state=?, last_heard_at=COALESCE(?, last_heard_at), "
-                           "last_alert_at=CASE WHEN ? THEN ? ELSE last_alert_at END WHERE name=?",
-                           (e.new.value, e.last_heard_at, e.alerts, e.at, e.device))
-                if e.alerts and e.device not in muted:
-                    db.executemany(
-                        "INSERT INTO deliveries (event_id, channel, created_at, next_try_at) VALUES (?,?,?,?)",
-                        [(event_id, ch, e.at, e.at) for ch in channels])
-                stored.append(dataclasses.replace(e, id=event_id))
+                stored.append(self._insert(db, e, channels, muted))
         return stored
+
+    def _settle(self, db, s):
+        db.execute("UPDATE events SET cause=COALESCE(?, cause), reason=COALESCE(?, reason), "
+                   "detail=COALESCE(?, detail) WHERE id=?", (s.cause, s.reason, s.detail, s.event_id))
+        if s.cause is not None:
+            db.execute("UPDATE outages SET cause=?, cause_text=? WHERE event_id=?", (s.cause, s.reason, s.event_id))
+        if s.release:
+            db.execute("UPDATE deliveries SET status='pending' WHERE event_id=? AND status='held'", (s.event_id,))
+        else:
+            db.execute("UPDATE deliveries SET status='merged', done_at=created_at, "
+                       "last_error='merged into the site alert' WHERE event_id=? AND status='held'", (s.event_id,))
+
+    def _insert(self, db, e, channels, muted):
+        event_id = db.execute(
+            "INSERT INTO events (device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s, "
+            "cause, detail, site) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (e.device, e.kind.value, e.old.value, e.new.value, e.at, e.reason, e.last_heard_at,
+             e.outage_started_at, e.outage_s, e.cause, e.detail, e.site)).lastrowid
+        text = e.reason if e.cause else None
+        if e.kind in _SITE_KINDS:
+            db.execute("INSERT OR REPLACE INTO site_outages (site, started_at, event_id) VALUES (?,?,?)",
+                       (e.site or e.device, e.outage_started_at if e.outage_started_at is not None else e.at,
+                        event_id))
+        else:
+            db.execute("INSERT OR IGNORE INTO devices (name, state) VALUES (?, ?)", (e.device, e.old.value))
+            if e.kind is Kind.DOWN:
+                outage = db.execute(
+                    "INSERT INTO outages (device, started_at, detected_at, cause, cause_text, event_id) "
+                    "VALUES (?,?,?,?,?,?)", (e.device, e.outage_started_at, e.at, e.cause, text, event_id)).lastrowid
+                db.execute("UPDATE devices SET outage_id=? WHERE name=?", (outage, e.device))
+            elif e.kind is Kind.UP:
+                db.execute(
+                    "UPDATE outages SET ended_at=?, duration_s=?, cause=COALESCE(?, cause), "
+                    "cause_text=COALESCE(?, cause_text) WHERE id=(SELECT outage_id FROM devices WHERE name=?)",
+                    (e.last_heard_at, e.outage_s, e.cause, text, e.device))
+                db.execute("UPDATE devices SET outage_id=NULL WHERE name=?", (e.device,))
+                if e.site:
+                    db.execute("DELETE FROM site_outages WHERE site=?", (e.site,))
+            # The reminder schedule counts from the last DOWN or REMINDER the machine made, alerted or not.
+            db.execute("UPDATE devices SET state=?, last_heard_at=COALESCE(?, last_heard_at), "
+                       "last_alert_at=CASE WHEN ? THEN ? ELSE last_alert_at END WHERE name=?",
+                       (e.new.value, e.last_heard_at, e.kind in ALERTING, e.at, e.device))
+        if e.alerts and (e.kind in _SITE_KINDS or e.device not in muted):
+            status = "held" if e.held else "pending"
+            db.executemany(
+                "INSERT INTO deliveries (event_id, channel, status, created_at, next_try_at) VALUES (?,?,?,?,?)",
+                [(event_id, ch, status, e.at, e.at) for ch in channels])
+        return dataclasses.replace(e, id=event_id)
 
     def save_heartbeats(self, beats):
         """Write behind the last heartbeat of devices: an iterable of (name, heard_at, beat_dict)."""
@@ -155,6 +222,25 @@ class Store:
                 "ON CONFLICT(name) DO UPDATE SET last_heard_at=excluded.last_heard_at, last_beat=excluded.last_beat",
                 rows)
 
+    def held_downs(self):
+        """[(event id, device, at)] of the DOWN events whose deliveries are held for a site window, oldest first."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT e.id, e.device, e.at FROM events e WHERE e.id IN "
+                "(SELECT event_id FROM deliveries WHERE status='held') ORDER BY e.id").fetchall()
+
+    def site_outages(self):
+        """{site: started_at} of every site whose alert went out and none of whose devices came back since."""
+        with self._lock:
+            return dict(self._db.execute("SELECT site, started_at FROM site_outages").fetchall())
+
+    def open_causes(self):
+        """{device: cause kind} of the outages that last now and have a cause (the one found on the way down)."""
+        with self._lock:
+            return dict(self._db.execute(
+                "SELECT d.name, o.cause FROM devices d JOIN outages o ON o.id = d.outage_id "
+                "WHERE o.cause IS NOT NULL").fetchall())
+
     def last_beats(self):
         """{name: last stored heartbeat dict} for the API after a restart."""
         with self._lock:
@@ -163,8 +249,9 @@ class Store:
 
     # -- history -------------------------------------------------------
 
-    _EVENT_COLUMNS = "id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s"
-    _OUTAGE_COLUMNS = ("id", "device", "started_at", "detected_at", "ended_at", "duration_s")
+    _EVENT_COLUMNS = ("id, device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s, "
+                      "cause, detail, site")
+    _OUTAGE_COLUMNS = ("id", "device", "started_at", "detected_at", "ended_at", "duration_s", "cause", "cause_text")
 
     def events(self, *, device=None, limit=100):
         """The newest events first, optionally of one device."""
@@ -279,6 +366,22 @@ class Store:
 
 
 @dataclasses.dataclass(frozen=True)
+class Settled:
+    """What became of a DOWN whose alert was held for its site window (see ``Store.record``).
+
+    ``release`` True queues its alert; False drops it (merged into the site's
+    alert). ``cause``, ``reason`` and ``detail`` replace the event's unless None.
+    """
+
+    event_id: int
+    release: bool
+    cause: str | None
+    reason: str | None
+    detail: str | None = None
+    device: str = ""  # for the log
+
+
+@dataclasses.dataclass(frozen=True)
 class Delivery:
     """One alert to send on one channel; times are wall-clock epoch seconds."""
 
@@ -322,5 +425,6 @@ class _Transaction:
 
 
 def _event(row):
-    id_, device, kind, old, new, at, reason, heard, started, outage_s = row
-    return Event(device, Kind(kind), State(old), State(new), at, reason, heard, started, outage_s, id_)
+    id_, device, kind, old, new, at, reason, heard, started, outage_s, cause, detail, site = row
+    return Event(device, Kind(kind), State(old), State(new), at, reason, heard, started, outage_s, id_,
+                 cause=cause, detail=detail, site=site)

@@ -301,6 +301,16 @@ def test_the_device_page_shows_the_outage_history_newest_first(monitor):
     assert "down for 7 min" in body
 
 
+def test_the_outage_history_shows_what_the_evidence_told_of_the_cause(monitor):
+    monitor.beat("home")
+    monitor.tick(300)                                          # DOWN at T0 + 300, started T0
+    monitor.clock.advance(600)
+    monitor.beat("home", boot_id="b00t-2", uptime_s=120.0)     # a new boot 2 min before T0 + 900: a power cut
+    body = text(monitor.logged_in().get("/devices/home"))
+    cells = re.findall(r'<td(?: class="[^"]*")?>(.*?)</td>', body[body.index('<table class="outages">'):])
+    assert cells[3] == "15 min" and cells[4].startswith("power cut, 13 min (rebooted ")
+
+
 def test_the_outage_history_is_paginated(monitor, monkeypatch):
     monkeypatch.setattr("web.monitor_pages.OUTAGES_PER_PAGE", 2)
     for _ in range(3):

@@ -170,6 +170,16 @@ BAD = [
     ("/settings/peers/devices/0", {"max_silence_s": "300", "reminder_every_s": "60"}, "reminder_every_s",
      "must be 0 (never) or at least max_silence_s"),
     ("/settings/peers/devices/0", {"magic": "cabin-magic"}, "magic", "has no effect without monitor.access_log"),
+    ("/settings/peers", {"relay_pin": "24"}, "relay_device", "required when relay_pin is set"),
+    ("/settings/peers", {"relay_device": "barn", "relay_pin": "24"}, "relay_device",
+     "'barn' is not in [[monitor.devices]] (watched: 'cabin')"),
+    ("/settings/peers", {"relay_device": "cabin", "relay_pin": "41"}, "relay_pin", "must be a BCM GPIO number"),
+    ("/settings/peers", {"relay_device": "cabin", "relay_pin": "pin 24"}, "relay_pin",
+     "must be a BCM GPIO number (digits only)"),
+    ("/settings/peers", {"relay_device": "cabin", "relay_pin": "24", "power_cycle_off_s": "0"}, "power_cycle_off_s",
+     "must be at least 0.05 s"),
+    ("/settings/peers", {"relay_device": "cabin", "relay_pin": "24", "power_cycle_min_gap_s": "5"},
+     "power_cycle_min_gap_s", "must be longer than power_cycle_off_s"),
     ("/settings/alerts", {"sender": "not-an-address"}, "sender", "must be an e-mail address like"),
     ("/settings/alerts", {"to": "me@example.com, nope"}, "to", "entry 2: must be an e-mail address"),
     ("/settings/alerts", {"to": ""}, "to", "must list at least one recipient"),
@@ -474,6 +484,35 @@ def test_the_peer_watchdog_on_off_and_its_devices(appliance_factory, free_port):
     assert appliance.role.config.monitor.devices == ()
     assert submit(browser, "/settings/peers", {"enabled": None}).status_code == 302
     assert appliance.role.config.monitor is None and load_config(appliance.config_path).monitor is None
+
+
+def test_the_peer_watchdogs_relay_is_set_on_its_page(full):
+    appliance, browser = full
+    response = submit(browser, "/settings/peers", {"relay_device": "cabin", "relay_pin": "24",
+                                                   "relay_active_high": None, "power_cycle_after_s": "900"})
+    assert response.status_code == 302, text(response)
+    peer = load_config(appliance.config_path).peer
+    assert (peer.device, peer.relay_pin, peer.relay_active_high, peer.power_cycle_after_s) == ("cabin", 24, False,
+                                                                                               900)
+    assert appliance.role.config.peer == peer
+    page = text(browser.get("/settings/peers"))
+    assert 'name="relay_pin" type="text" value="24"' in page
+    assert "power-cycles cabin through GPIO 24" in html.unescape(text(browser.get("/settings")))
+    submit(browser, "/settings/peers", {"relay_device": "", "relay_pin": ""})
+    assert appliance.role.config.peer.relay_pin is None
+    submit(browser, "/settings/peers", {"relay_device": "cabin", "relay_pin": "24"})
+    submit(browser, "/settings/peers", {"enabled": None})  # no watchdog: no relay either
+    assert load_config(appliance.config_path).peer.relay_pin is None
+
+
+def test_a_relay_pin_the_leds_use_is_refused_on_both_pages(full):
+    appliance, browser = full
+    assert submit(browser, "/settings/peers", {"relay_device": "cabin", "relay_pin": "24"}).status_code == 302
+    response = submit(browser, "/settings/pins", {"green": "24", "red": "27"})
+    page = html.unescape(text(response))
+    assert response.status_code == 400
+    assert "peer.relay_pin: GPIO 24 is also used by the LEDs" in page
+    assert "change it on the settings page 'Peer watchdog'" in page
 
 
 def test_a_watchdog_that_cannot_listen_says_so(appliance):

@@ -186,6 +186,20 @@ def test_beat_now_reports_each_target(server, closed_port, make_config, make_sen
     assert [s.state for s in sender.status()] == ["ok", "failing"]
 
 
+def test_phonehome_beats_carry_the_peers_and_beat_now_can_pick_the_kinds(server, make_config, make_sender):
+    peers = [{"name": "garage-pi", "state": "up", "last_heard_at": WALL0, "down_since": None, "power_cycles": []}]
+    sender = make_sender(make_config(phonehome(server), Target(url=f"{server.url}/hc", kind="healthchecks")),
+                         peers=lambda: peers)
+    (attempt,) = sender.beat_now(kinds=("phonehome",))
+    assert attempt.ok and attempt.label == "monitor"
+    [request] = server.requests
+    assert request.json()["peers"] == peers
+    sender.beat_now()  # every kind; only the phonehome beat has a body to carry the peers in
+    (ping,) = [r for r in server.requests if r.path == "/hc"]
+    assert ping.method == "GET" and ping.body == b""
+    assert len(server.requests) == 3
+
+
 # --- threads: real time, sub-second intervals ---------------------------------------------------------
 
 def test_a_silent_target_does_not_delay_a_healthy_one(silent_server, server, make_config, make_sender):

@@ -53,6 +53,19 @@ def test_phonehome_carries_the_clock_check_and_other_kinds_do_not():
         assert body is None and "verdict" not in target_url
 
 
+PEERS = [{"name": "garage-pi", "state": "down", "last_heard_at": 1_750_000_000.0, "down_since": 1_750_000_300.0,
+          "power_cycles": [{"at": 1_750_000_600.0, "came_back_at": None}]}]
+
+
+def test_phonehome_carries_the_peers_only_when_there_are_some_and_other_kinds_never():
+    assert "peers" not in json.loads(build_request(PHONEHOME, BEAT)[3])
+    beat = dataclasses.replace(BEAT, peers=PEERS)
+    assert json.loads(build_request(PHONEHOME, beat)[3])["peers"] == PEERS
+    assert json.loads(build_request(PHONEHOME, dataclasses.replace(BEAT, peers=[]))[3])["peers"] == []
+    for target in (HEALTHCHECKS, KUMA, URL):
+        assert build_request(target, beat) == build_request(target, BEAT)
+
+
 def test_phonehome_unknown_boot_id_is_null():
     _, _, _, body = build_request(PHONEHOME, Beat(device="home", sent_at=1.0, seq=1, boot_id="", uptime_s=None,
                                                   agent_started_at=1.0))

@@ -127,3 +127,88 @@ def test_message_is_frozen():
     message = Message("s", "b")
     with pytest.raises(AttributeError):
         message.subject = "x"
+
+
+# -- causes, sites and reboots -----------------------------------------------------------
+
+def _with(event, **fields):
+    from dataclasses import replace
+
+    return replace(event, **fields)
+
+
+POWER_CUT = "power cut, 47 min (rebooted 10:48, last heard 10:01)"
+INTERNET = "Internet down, 45 min (10:01\u201310:47 by its own failed sends; no reboot)"
+
+
+def test_up_with_a_cause_says_it_and_its_evidence_in_the_subject_and_first_line(make_event):
+    event = _with(make_event("up", when="2025-01-14 10:50", start="2025-01-14 10:01"), cause="power-cut",
+                  reason=POWER_CUT, detail="new boot id: the device booted at 10:48:00 (received 10:50:00 …)")
+    message = compose(event, tz=NY)
+    assert message.subject == "UP: home \u2014 power cut, 47 min (rebooted 10:48, last heard 10:01)"
+    lines = message.body.splitlines()
+    assert lines[0] == "home is UP at 10:50 EST \u2014 power cut, 47 min (rebooted 10:48, last heard 10:01)."
+    assert "Cause: power cut" in lines
+    assert "Evidence: new boot id: the device booted at 10:48:00 (received 10:50:00 …)" in lines
+    assert "Silent for: 49 min" in lines
+
+
+def test_down_with_a_cause_says_it_instead_of_the_silence(make_event):
+    event = _with(make_event("down", "garage-pi", when="2025-01-14 10:01"), cause="device-failure",
+                  reason="device failure \u2014 home (same site) is up and reports it silent on the LAN too")
+    message = compose(event, tz=NY)
+    assert message.subject == "DOWN: garage-pi \u2014 device failure"
+    assert message.body.split("\n", 1)[0] == ("garage-pi is DOWN since 10:01 EST: device failure \u2014 home (same "
+                                              "site) is up and reports it silent on the LAN too.")
+
+
+def test_a_site_alert(make_event, at_ny):
+    from appliance.monitor.events import Event, Kind, State
+
+    event = Event("site:home", Kind.SITE_DOWN, State.UP, State.DOWN, at_ny("2025-01-14 10:07"),
+                  "all 2 devices silent since 10:01 EST \u2014 power cut or Internet outage at the site; the first "
+                  "heartbeat back will tell", outage_started_at=at_ny("2025-01-14 10:01"), cause="site-outage",
+                  detail="every device of site home went silent: garage-pi last heard 10:01:30, home last heard "
+                         "10:01:00", site="home")
+    message = compose(event, tz=NY)
+    assert message.subject == "DOWN: site home"
+    assert message.body.split("\n", 1)[0] == ("site home: all 2 devices silent since 10:01 EST \u2014 power cut or "
+                                              "Internet outage at the site; the first heartbeat back will tell.")
+    assert (message.device, message.kind) == ("site:home", "site-down")
+    assert "Evidence: every device of site home went silent: garage-pi last heard 10:01:30, home last heard " \
+           "10:01:00" in message.body
+
+
+def test_a_sites_reminder(make_event):
+    event = _with(make_event("reminder"), cause="site-outage", site="lake", reason="all 2 devices silent")
+    message = compose(event, tz=NY)
+    assert message.subject == "REMINDER: site lake still down (4 h 0 min)"
+    assert message.body.split("\n", 1)[0] == ("site lake is still DOWN at 14:55 EST: all 2 devices silent, down "
+                                              "4 h 0 min, since 10:55.")
+
+
+def test_a_reboot_alert(make_event, at_ny):
+    from appliance.monitor.events import Event, Kind, State
+
+    event = Event("home", Kind.REBOOT, State.UP, State.UP, at_ny("2025-01-14 03:12"),
+                  "rebooted at 03:12 EST (up 40 s), power blip?", last_heard_at=at_ny("2025-01-14 03:11"),
+                  cause="reboot", alert=True)
+    message = compose(event, tz=NY)
+    assert message.subject == "REBOOT: home"
+    assert message.body.split("\n", 1)[0] == "home rebooted at 03:12 EST (up 40 s), power blip?"
+
+
+@pytest.mark.parametrize("kind, fields, must_say", [
+    ("up", {"cause": "power-cut", "reason": POWER_CUT}, ["is UP", "11:42 EST", "power cut"]),
+    ("up", {"cause": "internet", "reason": INTERNET}, ["is UP", "11:42 EST", "Internet down"]),
+    ("down", {"cause": "device-internet", "reason": "its own Internet path failed \u2014 " + "b" * 63
+              + " (same site) is up and still hears it on the LAN (last 10:05)"}, ["is DOWN", "10:55 EST", "its own"]),
+    ("reminder", {"cause": "site-outage", "site": "s" * 63, "reason": "all 50 devices silent"},
+     ["still DOWN", "14:55 EST"]),
+])
+def test_first_line_with_a_cause_fits_an_sms_even_for_a_63_character_name(make_event, kind, fields, must_say):
+    body = compose(_with(make_event(kind, LONG_NAME), **fields), tz=NY).body
+    first_line = body.split("\n", 1)[0]
+    assert len(first_line) <= SMS_CHARS, first_line
+    for words in must_say:
+        assert words in first_line

@@ -100,3 +100,48 @@ def test_sent_at_is_known_only_when_the_device_said_it():
 def test_a_long_clock_reason_is_cut_not_refused():
     beat = parse(dict(GOOD, time={"verdict": "unreachable", "reason": "x" * 400, "zone": "UTC"}))
     assert len(beat["time"]["reason"]) == 200 and beat["time"]["reason"].endswith("…")
+
+
+# -- what a watching Pi reports of its peers ------------------------------------------
+
+PEER = {"name": "garage-pi", "state": "down", "last_heard_at": 1_700_000_000.0, "down_since": 1_700_000_000.0,
+        "power_cycles": [{"at": 1_700_000_600.0, "came_back_at": None}]}
+
+
+def test_peer_reports_are_kept_with_unknown_keys_dropped():
+    beat = parse(dict(GOOD, peers=[dict(PEER, colour="red"), {"name": "cabin", "state": "new"}]))
+    assert beat["peers"] == [
+        {"name": "garage-pi", "state": "down", "last_heard_at": 1.7e9, "down_since": 1.7e9,
+         "power_cycles": [{"at": 1_700_000_600.0, "came_back_at": None}]},
+        {"name": "cabin", "state": "new", "last_heard_at": None, "down_since": None, "power_cycles": []},
+    ]
+    assert "peers" not in parse(GOOD)
+
+
+def test_a_peer_listed_twice_counts_once():
+    beat = parse(dict(GOOD, peers=[PEER, dict(PEER, state="up")]))
+    assert [p["state"] for p in beat["peers"]] == ["down"]
+
+
+@pytest.mark.parametrize("peers, field, words", [
+    ("garage-pi", "peers", "list of at most 50"),
+    ([PEER] * 51, "peers", "list of at most 50"),
+    (["garage-pi"], "peers[0]", "must be an object"),
+    ([{"state": "up"}], "peers[0].name", "device name"),
+    ([dict(PEER, name="garage pi")], "peers[0].name", "device name"),
+    ([PEER, dict(PEER, state="sleeping")], "peers[1].state", "one of up, down, new"),
+    ([dict(PEER, state=None)], "peers[0].state", "one of up, down, new"),
+    ([dict(PEER, last_heard_at="yesterday")], "peers[0].last_heard_at", "must be a number"),
+    ([dict(PEER, down_since=-5)], "peers[0].down_since", "at least 0"),
+    ([dict(PEER, power_cycles={"at": 1})], "peers[0].power_cycles", "at most 5"),
+    ([dict(PEER, power_cycles=[{"at": 1}] * 6)], "peers[0].power_cycles", "at most 5"),
+    ([dict(PEER, power_cycles=[7])], "peers[0].power_cycles[0]", "must be an object"),
+    ([dict(PEER, power_cycles=[{"came_back_at": 5}])], "peers[0].power_cycles[0].at", "must be a number"),
+    ([dict(PEER, power_cycles=[{"at": 10, "came_back_at": 5}])], "peers[0].power_cycles[0].came_back_at",
+     "at least 10"),
+])
+def test_bad_peer_reports_name_the_field(peers, field, words):
+    with pytest.raises(BadHeartbeat) as info:
+        parse(dict(GOOD, peers=peers))
+    assert info.value.field == field
+    assert words in str(info.value)
