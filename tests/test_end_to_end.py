@@ -8,20 +8,18 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
 from appliance.atomic import write_atomic
+from tests.processes import PHONEHOME, Proc, wait_until
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-token-0123456789"
 API_TOKEN = "e2e-api-token-0123456789"
-# The console script the package installs, as a user runs it.
-PHONEHOME = os.path.join(os.path.dirname(sys.executable), "phonehome")
 SILENCE_S = 1.0
 
 
@@ -77,25 +75,6 @@ def agent_config(tmp_path, monitor_config):
     return write(tmp_path / "agent.toml", agent_toml(tmp_path, port))
 
 
-class Proc:
-    """A phonehome process whose output goes to a file the test can show when it fails."""
-
-    def __init__(self, role, config, tmp_path):
-        self.log_path = tmp_path / f"{role}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        self.p = subprocess.Popen([PHONEHOME, role, "--config", config],
-                                  stdout=self._log, stderr=subprocess.STDOUT)
-
-    def kill(self, sig=signal.SIGKILL):
-        self.p.send_signal(sig)
-        self.p.wait(timeout=10)
-        self._log.close()
-
-    @property
-    def output(self):
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
 def procs(tmp_path):
     started = []
@@ -109,16 +88,6 @@ def procs(tmp_path):
     for proc in started:
         if proc.p.poll() is None:
             proc.kill()
-
-
-def wait_until(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def device(port, name="home"):

@@ -38,9 +38,15 @@ AGENT_SLACK_S = 1.0
 # A boot or a failed send this close to the edge of the silence still counts as inside it:
 # the monitor's receive time and the device's send time differ by the network delay.
 EDGE_SLACK_S = 5.0
-# Without an estimate of its interval, a watcher must have heard the device this long after the
-# monitor last did before that says "alive on the LAN": both may hear the same last beat a moment apart.
+# A watcher must have heard the device this long after the monitor last did before that says "alive on the
+# LAN": both may hear the same last beat a moment apart. With an estimate of the device's heartbeat interval,
+# two intervals are enough (the watcher heard beats the monitor never got); without one, this.
 LAN_MARGIN_S = 30.0
+
+
+def lan_margin(interval_s):
+    """The margin for ``cause_on_down``: two heartbeat intervals when the interval is known."""
+    return LAN_MARGIN_S if interval_s is None else min(LAN_MARGIN_S, 2 * interval_s)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import dataclasses
 import logging
 
 from appliance.alerts.messages import Times
-from appliance.monitor.causes import (PeerReport, cause_of_site, cause_on_down, cause_on_up, merged_into_site,
-                                      reboot_in_beat, rebooted)
+from appliance.monitor.causes import (PeerReport, cause_of_site, cause_on_down, cause_on_up, lan_margin,
+                                      merged_into_site, reboot_in_beat, rebooted)
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.sites import Sites
 from appliance.monitor.store import Settled
@@ -229,7 +229,8 @@ class Explainer:
         site = self._sites.site_of(device)
         mates = [n for n in self._sites.members(site) if n != device and self._state(n) is State.UP]
         return cause_on_down(last_heard_at=view.last_heard_at, reports=self._reports_on(device),
-                             site_mates_up=mates, times=self._times(now))
+                             site_mates_up=mates, times=self._times(now),
+                             lan_margin_s=lan_margin((self._beats.get(device) or {}).get("interval_s")))
 
     def _reports_on(self, device):
         """PeerReports on ``device`` from watchers that are up at this monitor."""

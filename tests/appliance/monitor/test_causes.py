@@ -233,3 +233,10 @@ def test_a_reboot_while_up(name, previous, beat, summary):
 ])
 def test_no_reboot(name, previous, beat):
     assert reboot_in_beat(previous, beat, received_at=BACK, times=times()) is None, name
+
+
+@pytest.mark.parametrize("interval_s, margin", [(None, 30.0), (60.0, 30.0), (5.0, 10.0), (0.2, 0.4)])
+def test_the_lan_margin_is_two_heartbeat_intervals_when_the_interval_is_known(interval_s, margin):
+    from appliance.monitor.causes import lan_margin
+
+    assert lan_margin(interval_s) == pytest.approx(margin)

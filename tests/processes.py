@@ -1,0 +1,39 @@
+"""Real `phonehome` processes for end-to-end tests, and waiting for what they do."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+# The console script the package installs, as a user runs it.
+PHONEHOME = os.path.join(os.path.dirname(sys.executable), "phonehome")
+
+
+class Proc:
+    """A phonehome process whose output goes to a file the test can show when it fails."""
+
+    def __init__(self, role, config, tmp_path, *, env=None):
+        self.log_path = tmp_path / f"{role}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.p = subprocess.Popen([PHONEHOME, role, "--config", config],
+                                  stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def kill(self, sig=signal.SIGKILL):
+        self.p.send_signal(sig)
+        self.p.wait(timeout=10)
+        self._log.close()
+
+    @property
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
