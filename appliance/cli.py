@@ -55,10 +55,17 @@ def _parser():
 
     with_config(command("agent", _agent, "Run on the Pi: send heartbeats (and run a monitor if [monitor] is set)."))
     monitor = with_config(command("monitor", _monitor, "Run the monitor: receive heartbeats, alert when they stop; "
-                                                       "or set the admin password of its web pages."))
-    monitor.add_argument("action", nargs="?", choices=("run", "set-password"), default="run",
+                                                       "set the admin password of its web pages; or pause and "
+                                                       "resume the alerts of a device or a site."))
+    monitor.add_argument("action", nargs="?", choices=("run", "set-password", "pause", "resume"), default="run",
                          help="run (the default): run the monitor; set-password: choose the admin password of "
-                              "the monitor's web pages (asked twice; browsers logged in are logged out)")
+                              "the monitor's web pages (asked twice; browsers logged in are logged out); pause, "
+                              "resume: a device's or a site's alerts, through the running monitor's API "
+                              "(needs [web] api_token)")
+    monitor.add_argument("device", nargs="?", metavar="DEVICE", help="with pause or resume: the device's name")
+    monitor.add_argument("--site", metavar="SITE", help="with pause or resume: a site instead of a device")
+    monitor.add_argument("--for", dest="for_", metavar="DURATION",
+                         help="with pause: how long, e.g. 30m, 2h, 1d, 1h30m, or until-resumed")
     monitor.add_argument("--password-stdin", action="store_true",
                          help="with set-password: read the password from the first line of standard input "
                               "(for scripts) instead of asking")
@@ -122,6 +129,14 @@ def _monitor(args):
     from appliance.roles import MonitorRole
     from appliance.runtime import serve
 
+    if args.action in ("pause", "resume"):
+        from appliance.pausecli import pause_or_resume
+
+        return pause_or_resume(args)
+    if args.device or args.site or args.for_:
+        print(f"phonehome: DEVICE, --site and --for go with 'phonehome monitor pause' or 'resume', not with "
+              f"{args.action!r}", file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "set-password":
         return _set_monitor_password(args)
     if args.password_stdin:

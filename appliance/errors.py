@@ -53,3 +53,15 @@ class TimezoneError(PhonehomeError):
         super().__init__(message)
         self.permitted = permitted
         self.usage = usage
+
+
+class AckError(PhonehomeError):
+    """An outage cannot be acknowledged; the message says why and what to do instead.
+
+    ``reason``: "forged" or "expired" (the link), "not-down" (no outage to
+    acknowledge now) or "over" (the link's outage has ended).
+    """
+
+    def __init__(self, message, *, reason):
+        super().__init__(message)
+        self.reason = reason

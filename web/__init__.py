@@ -41,18 +41,32 @@ def create_monitor_app(service, *, mode="monitor"):
     applies at once. ``mode`` "monitor": the password is set with
     ``phonehome monitor set-password``.
     """
-    from web import auth, monitor_api, monitor_pages, security
+    from web import auth, monitor_api, monitor_pages, monitor_self, quiet_api, quiet_pages, security
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # a heartbeat or a form: both far smaller
     app.extensions["phonehome.monitor"] = service
     app.extensions["phonehome.data_dir"] = lambda: service.config.data_dir
-    for blueprint in (auth.bp, monitor_api.bp, monitor_pages.bp):
+    for blueprint in (auth.bp, monitor_api.bp, monitor_pages.bp, quiet_api.bp, quiet_pages.bp, monitor_self.bp):
         app.register_blueprint(blueprint)
-    security.install(app, data_dir=service.config.data_dir, web_settings=lambda: service.config.web, mode=mode)
+    security.install(app, data_dir=service.config.data_dir, web_settings=lambda: _monitor_web(service.config),
+                     mode=mode)
     _page_context(app, device_name=lambda: service.config.device.name or "monitor")
     _monitor_errors(app)
     return app
+
+
+def _monitor_web(config):
+    """The [web] table the monitor's pages go by: monitor.public_url's host name is one of its names, so the
+    acknowledgement links in alerts open."""
+    from dataclasses import replace
+    from urllib.parse import urlsplit
+
+    web, public_url = config.web, (config.monitor.public_url if config.monitor else "")
+    host = urlsplit(public_url).hostname if public_url else None
+    if not host or host in web.hostnames:
+        return web
+    return replace(web, hostnames=(*web.hostnames, host))
 
 
 # The menu: (endpoint, label), shown when the app has that page.

@@ -24,9 +24,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from appliance.auth import Passwords, session_key
 
-PUBLIC = {"static", "auth.login", "auth.setup"}
+# The acknowledgement link of an alert is public on purpose: its token is itself the permission (an HMAC over
+# one device's one outage, with an expiry; see appliance.monitor.acks), so whoever got the alert can stop its
+# reminders from a phone without logging in. Its GET changes nothing; its POST still needs the page's CSRF token.
+PUBLIC = {"static", "auth.login", "auth.setup", "quiet_pages.ack_link", "quiet_pages.ack_link_confirm"}
 TOKEN_ONLY = {"monitor_api.heartbeat"}
-TOKEN_OR_SESSION = {"status_api.status", "dashboard.history", "monitor_api.devices", "monitor_api.metrics"}
+TOKEN_OR_SESSION = {"status_api.status", "dashboard.history", "monitor_api.devices", "monitor_api.metrics",
+                    "quiet_api.pauses", "quiet_api.pause", "quiet_api.resume"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -50,7 +54,8 @@ def install(app, *, data_dir, web_settings, mode):
     app.extensions["phonehome.mode"] = mode
     app.before_request(_guard)  # before the CSRF check: a stranger is sent to log in, not told about tokens
     csrf = CSRFProtect(app)
-    for endpoint in TOKEN_ONLY:
+    # TOKEN_OR_SESSION views are checked by _guard instead: a script's POST with the API token has no CSRF token.
+    for endpoint in TOKEN_ONLY | TOKEN_OR_SESSION:
         view = app.view_functions.get(endpoint)
         if view is not None:
             csrf.exempt(view)
@@ -91,6 +96,8 @@ def _guard():
     if endpoint in TOKEN_ONLY:
         return None
     if endpoint in TOKEN_OR_SESSION and request.headers.get("Authorization"):
+        # No CSRF check with the API token: a browser never adds a Bearer token to a request another site makes
+        # it send (only remembered HTTP Basic logins, which _token_ok refuses), so this request is a script's own.
         return None if _token_ok() else _refuse(401, "wrong or missing API token: send 'Authorization: Bearer "
                                                      "<web.api_token>' from the config, or log in")
     if not host_allowed(request.host, current_app.extensions["phonehome.web_settings"]()):
@@ -99,6 +106,8 @@ def _guard():
     if endpoint in PUBLIC or endpoint is None:  # None: no such page, the 404 handler answers
         return None
     if logged_in():
+        if endpoint in TOKEN_OR_SESSION:  # exempted from the automatic check (see install): a browser's is checked
+            current_app.extensions["csrf"].protect()
         return None
     if wants_json():
         return _refuse(401, "log in first, or send 'Authorization: Bearer <web.api_token>'")

@@ -34,14 +34,16 @@ class Message:
     at: float | None = None
 
 
-def compose(event, *, tz=None):
-    """The alert ``Message`` for ``event`` (kind DOWN, REMINDER, UP, SITE_DOWN or REBOOT).
+def compose(event, *, tz=None, ack_url=None):
+    """The alert ``Message`` for ``event`` (kind DOWN, REMINDER, UP, SITE_DOWN, REBOOT, FLAPPING or STEADY).
 
     ``tz`` is a ``zoneinfo.ZoneInfo`` for the times shown; None means the
     local time zone of the host running the monitor. Every time is shown with
     its zone abbreviation, and in UTC in the details. An event with a
     ``cause`` carries it as a sentence in its ``reason`` (its times written
     in the monitor's zone when it was recorded); the first line then says it.
+    ``ack_url`` is a link that acknowledges the outage, put last (an SMS
+    gateway may cut it; the first line never needs it).
     Raises ValueError for events that are not alerted (FIRST_SEEN).
     """
     kind = Kind(event.kind)
@@ -57,6 +59,8 @@ def compose(event, *, tz=None):
     if event.detail:
         lines.append(f"Evidence: {event.detail}")
     lines += [f"{label}: {value}" for label, value in details]
+    if ack_url:
+        lines += ["", f"Acknowledge (no more reminders about this outage for a while): {ack_url}"]
     lines += ["", FOOTER]
     return Message(subject=subject, body="\n".join(lines) + "\n", device=event.device, kind=kind.value, at=event.at)
 
@@ -196,5 +200,36 @@ def _up(event, times):
     return subject, summary + ".", details
 
 
+def _flapping(event, times):
+    # The reason ("5 state changes in the last hour") and the detail were written when it was recorded.
+    state = event.new.value.upper()
+    return (f"FLAPPING: {event.device} ({event.reason}, now {state})",
+            f"{event.device} is flapping: {event.reason}, now {state}; alerts for it are summarised until it is "
+            f"steady.", [("Noticed at", times.full(event.at))])
+
+
+def _steady(event, times):
+    # The reason says since when and how many changes: "steady again since 10:40: 9 changes during 09:02–10:40".
+    state = event.new.value.upper()
+    details = [("Summary at", times.full(event.at))]
+    if event.new.value == "down" and event.outage_started_at is not None:
+        details.append(("Down since", times.full(event.outage_started_at)))
+    return f"STEADY: {event.device}, now {state}", f"{event.device} {event.reason}, now {state}.", details
+
+
+def _mass_silence(event, times):
+    # "7 of 10 devices silent within a minute — monitor-side or regional problem? monitor connectivity: lost"
+    what = event.reason.split(" \u2014 ")[0]
+    return f"MASS SILENCE: {what}", f"mass silence: {event.reason}", [("Noticed at", times.full(event.at))]
+
+
+def _mass_silence_end(event, times):
+    start, length = _outage(event)
+    subject = "MASS SILENCE OVER" + (f" after {format_duration(length)}" if length is not None else "")
+    details = [("Began", times.full(start))] if start is not None else []
+    return subject, f"mass silence over: {event.reason}.", details + [("Over", times.full(event.at))]
+
+
 _COMPOSERS = {Kind.DOWN: _down, Kind.REMINDER: _reminder, Kind.UP: _up, Kind.SITE_DOWN: _site_down,
-              Kind.REBOOT: _reboot}
+              Kind.REBOOT: _reboot, Kind.FLAPPING: _flapping, Kind.STEADY: _steady,
+              Kind.MASS_SILENCE: _mass_silence, Kind.MASS_SILENCE_END: _mass_silence_end}

@@ -32,6 +32,8 @@ def _table(cls, path, out):
         if f.metadata.get("choices"):
             doc += " (one of " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + ")"
         kind = "milliseconds" if f.metadata.get("unit") == " ms" else _type(hint)
+        if hint is float and not f.metadata.get("unit"):
+            kind = "number"  # a float without a unit is not a duration (e.g. a share)
         rows.append(f"| `{f.name}` | {kind} | {_default(f)} | {doc} |")
     if rows:
         out += [f"#### {header}", "", "| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]

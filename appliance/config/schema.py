@@ -34,6 +34,20 @@ def check_url(value):
     return None
 
 
+def check_public_url(value):
+    problem = check_url(value)
+    if problem:
+        return problem
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"must be the address only, without a query, fragment or login, got {value!r}"
+    return None
+
+
+def check_share(value):
+    return None if 0 < value <= 1 else f"must be more than 0 and at most 1 (0.5 = half the devices), got {value:g}"
+
+
 def check_name(value):
     if not _NAME.match(value):
         return (f"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, "
@@ -163,6 +177,28 @@ class Monitor:
                                    min=0, unit=" s")
     notify_reboots: bool = setting(False, doc="alert when a device rebooted without being silent for "
                                               "max_silence_s (a power blip); always recorded")
+    canary_urls: tuple[str, ...] = setting((), doc="URLs the monitor fetches to check its own Internet connection "
+                                                   "(any HTTP answer counts); while none answers, DOWN alerts are "
+                                                   "held; empty: no check", check=check_url)
+    canary_every_s: float = setting(60.0, doc="how often the canaries are asked", min=MIN_INTERVAL_S, unit=" s")
+    mass_silence_share: float = setting(0.5, doc="when this share of the devices that were up go silent within a "
+                                                 "minute, one 'mass silence' alert goes out and their DOWN alerts "
+                                                 "wait until the monitor's own connectivity is confirmed "
+                                                 "(more than 0, at most 1)", check=check_share)
+    mass_silence_min_devices: int = setting(4, doc="no mass silence with fewer devices up than this", min=2)
+    flap_threshold: int = setting(4, doc="a device that changes state (down or up) more than this often within "
+                                         "an hour gets one FLAPPING alert instead of one per change; 0 = never",
+                                  min=0)
+    flap_quiet_s: float = setting(3600.0, doc="how long a flapping device must keep one state before one summary "
+                                              "goes out and its alerts are sent one by one again",
+                                  min=MIN_INTERVAL_S, unit=" s")
+    ack_duration_s: float = setting(86400.0, doc="how long an acknowledged outage sends no reminders (they resume "
+                                                 "if it lasts longer; the UP alert is always sent)",
+                                    min=MIN_INTERVAL_S, unit=" s")
+    public_url: str = setting("", doc="the monitor's address as people open it (e.g. "
+                                      "'https://monitor.example.com'); DOWN and REMINDER alerts then carry a link "
+                                      "that acknowledges the outage; empty: no link",
+                              check=lambda v: check_public_url(v) if v else None)
 
     def problems(self):
         names, tokens = set(), set()
@@ -392,8 +428,9 @@ class Web:
                                                  "addresses that browsers may use to reach the pages (e.g. "
                                                  "'monitor.example.com' behind a proxy); others are refused "
                                                  "against DNS rebinding", check=check_hostname)
-    api_token: str = setting("", doc="lets scripts read /api/v1/status, /api/v1/devices and /metrics with "
-                                     "'Authorization: Bearer TOKEN'; empty: those need a logged-in session",
+    api_token: str = setting("", doc="lets scripts read /api/v1/status, /api/v1/devices and /metrics, and pause "
+                                     "alerts (/api/v1/pauses, 'phonehome monitor pause'), with 'Authorization: "
+                                     "Bearer TOKEN'; empty: those need a logged-in session",
                              secret=True)
 
     def problems(self):

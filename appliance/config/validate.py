@@ -106,7 +106,8 @@ def _scalar(hint, value, path, problems, meta):
             problems.append(f"{path}: must be a whole number, got {describe(value)}")
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            problems.append(f"{path}: must be a number of seconds, got {describe(value)}")
+            what = "a number of seconds" if meta.get("unit") else "a number"  # e.g. a share
+            problems.append(f"{path}: must be {what}, got {describe(value)}")
         else:
             value = float(value)
     elif hint is str:

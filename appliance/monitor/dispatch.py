@@ -35,8 +35,10 @@ class Dispatcher:
     """Sends queued alert deliveries through the channels in force."""
 
     def __init__(self, store, channels, *, clock, give_up_after_s, retry_first_s=10.0, retry_max_s=600.0,
-                 rand=random.random):
+                 rand=random.random, ack_link=None):
         self._store = store
+        # ack_link(event): the acknowledgement link for an alert about an outage, or None; it must not raise.
+        self._ack_link = ack_link or (lambda event: None)
         self._clock = clock
         self._give_up_after_s = give_up_after_s
         self._retry = dict(first_s=retry_first_s, max_s=retry_max_s, rand=rand)
@@ -102,7 +104,7 @@ class Dispatcher:
 
     def _send(self, channel, delivery, now):
         event = self._store.event(delivery.event_id)
-        message = compose(event)
+        message = compose(event, ack_url=self._ack_link(event))
         try:
             channel.send(message)
         except DeliveryError as exc:

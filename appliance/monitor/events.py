@@ -23,9 +23,14 @@ class Kind(str, enum.Enum):
     CLOCK = "clock"             # the device's own clock check changed its verdict: recorded, not alerted
     REBOOT = "reboot"           # up -> up with a new boot: a power blip shorter than max_silence_s
     SITE_DOWN = "site-down"     # every device of a site went silent: one alert instead of one per device
+    MASS_SILENCE = "mass-silence"          # many devices silent at once: one alert, their DOWNs held (selfcheck)
+    MASS_SILENCE_END = "mass-silence-end"  # the mass silence's held DOWNs are all settled: one alert
+    FLAPPING = "flapping"       # too many changes within an hour: one alert, then its changes are summarised
+    STEADY = "steady"           # a flapping device kept its state long enough: one summary alert
 
 
-ALERTING = frozenset({Kind.DOWN, Kind.REMINDER, Kind.UP, Kind.SITE_DOWN})
+ALERTING = frozenset({Kind.DOWN, Kind.REMINDER, Kind.UP, Kind.SITE_DOWN, Kind.MASS_SILENCE,
+                       Kind.MASS_SILENCE_END})
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,10 @@ class Event:
     ``alert`` overrides whether the event is alerted (None: by its kind): a
     DOWN merged into a site's alert is not, a REBOOT is when
     ``monitor.notify_reboots`` says so. ``held`` queues its alert held back
-    until the site window decides (see ``sites``). Neither is stored: the
-    delivery rows are what a restart reads.
+    until the site window decides (see ``sites``); ``self_held`` queues it
+    held back until the monitor's own connectivity is confirmed (see
+    ``selfcheck``). None is stored: the delivery rows (and ``self_holds``)
+    are what a restart reads.
     """
 
     device: str
@@ -61,6 +68,7 @@ class Event:
     site: str | None = None
     alert: bool | None = None
     held: bool = False
+    self_held: bool = False
 
     @property
     def alerts(self):

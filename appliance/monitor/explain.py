@@ -321,24 +321,31 @@ class Explainer:
         return self._sites.site_of(device)
 
 
-def log_event(e, muted, *, window_s):
-    """Log one line for a stored event; ``muted`` names the devices whose alerts are paused."""
+def log_event(e, muted, *, window_s, why_quiet=lambda e: None):
+    """Log one line for a stored event; ``muted`` names the devices whose alerts are paused; ``why_quiet(e)``
+    says why an event that is not alerted is not (flapping, acknowledged), when the reason is not its site's."""
     quiet = " (alerts paused)" if e.alerts and e.kind is not Kind.SITE_DOWN and e.device in muted else ""
+    held_back = None if e.alerts else why_quiet(e)
     if e.kind is Kind.REMINDER:
         why = "not reminding: alerts paused" if quiet else "reminding" if e.alerts else \
-            f"not reminding: site {e.site}'s reminder stands for it"
+            f"not reminding: {held_back}" if held_back else f"not reminding: site {e.site}'s reminder stands for it"
         log.info("%s: still down (%s); %s", e.device, e.reason, why)
     elif e.kind is Kind.CLOCK:
         log.info("%s: %s", e.device, e.reason)
+    elif e.kind in (Kind.FLAPPING, Kind.STEADY):
+        log.info("%s: %s: %s%s", e.device, e.kind.value, e.reason, quiet)
     elif e.kind is Kind.REBOOT:
         log.info("%s: %s (%s)%s", e.device, e.reason, "alerting" if e.alerts else "recorded, not alerted", quiet)
     elif e.kind is Kind.SITE_DOWN:
         log.info("site %s: %s; one alert for the site%s", e.site, e.reason, "" if e.alerts else
                  " (alerts paused for all its devices)")
+    elif e.kind in (Kind.MASS_SILENCE, Kind.MASS_SILENCE_END):
+        (log.warning if e.kind is Kind.MASS_SILENCE else log.info)("%s: %s", e.kind.value.replace("-", " "), e.reason)
     elif e.held:
         log.info("%s: %s -> %s (%s); alert held up to %s for the rest of site %s%s", e.device, e.old.value,
                  e.new.value, e.reason, format_duration(window_s), e.site, quiet)
     elif e.kind is Kind.DOWN and e.cause == "site-outage":
         log.info("%s: %s -> %s (no heartbeat); part of site %s's alert", e.device, e.old.value, e.new.value, e.site)
     else:
-        log.info("%s: %s -> %s (%s)%s", e.device, e.old.value, e.new.value, e.reason, quiet)
+        log.info("%s: %s -> %s (%s)%s", e.device, e.old.value, e.new.value, e.reason,
+                 quiet or (f" (not alerted: {held_back})" if held_back else ""))

@@ -233,6 +233,30 @@ class Machine:
         """{name: State} of every device: cheap enough for a page that shows a hundred of ten thousand."""
         return {name: r.state for name, r in self._records.items()}
 
+    def census(self, now, *, quiet_fraction=0.5):
+        """(up, quiet): how many devices are UP, and how many of those were last heard ``quiet_fraction`` of
+        their max_silence_s ago or longer (they may be the next to go down). O(devices): for the self-check,
+        which asks at most once a second while DOWNs come in."""
+        up = quiet = 0
+        for r in self._records.values():
+            if r.state is not State.UP:
+                continue
+            up += 1
+            heard = r.heard_mono
+            if heard is None and r.heard_wall is not None:
+                heard = now.mono - max(0.0, now.wall - r.heard_wall)
+            if heard is None or now.mono - heard >= quiet_fraction * r.config.max_silence_s:
+                quiet += 1
+        return up, quiet
+
+    def regrace(self, now):
+        """Start the startup grace again at ``now``: the monitor was not running meanwhile (its process was
+        stopped or starved), so no device goes down before it has run for that device's max_silence_s again."""
+        self._started = now
+        for r in self._records.values():
+            if r.state is State.UP and r.deadline is not None:
+                r.deadline = max(r.deadline, self._grace_end(r))  # the heap entry is pushed on when it comes due
+
     def __contains__(self, name):
         return name in self._records
 

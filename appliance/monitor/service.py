@@ -12,6 +12,7 @@ import os
 import threading
 
 from appliance.alerts.channels import build_channels
+from appliance.auth import session_key
 from appliance.clock import SystemClock
 from appliance.config.schema import Monitor
 from appliance.monitor.accesslog import AccessLogFollower
@@ -21,6 +22,10 @@ from appliance.monitor.explain import Explainer, log_event
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
 from appliance.monitor.machine import Machine
 from appliance.monitor.pauses import Pauses, check_pause_s
+from appliance.monitor.runlog import STALL_S
+from appliance.monitor.selfwatch import SelfWatch
+from appliance.monitor.quiet import Quiet
+from appliance.monitor.quiet_controls import QuietControls
 from appliance.monitor.store import Store
 from appliance.monitor.views import DeviceList, device_dict, select
 from appliance.timefmt import format_duration
@@ -43,7 +48,7 @@ class Answer:
         self.status, self.body = status, body
 
 
-class MonitorService:
+class MonitorService(QuietControls):
     """Receives heartbeats, fires deadlines, records events and queues alerts."""
 
     def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0, on_events=None):
@@ -59,11 +64,17 @@ class MonitorService:
         self._tokens = {d.name: d.token.encode() for d in settings.devices}
         self.machine = Machine(settings.devices, started=now, restored=self.store.restored())
         self._pauses = Pauses(self.store.pauses(), now=now)
+        # Site pauses, acknowledged outages, flapping; the ack links' key comes from the secret in data_dir.
+        self._quiet = Quiet(self.store, settings, self._pauses, secret=session_key(config.data_dir), now=now)
         self._beats = self.store.last_beats()
         self._explain = Explainer(self.machine, self._beats, settings.devices, window_s=settings.site_window_s,
                                   notify_reboots=settings.notify_reboots)
+        # The run log (the gap before this start is said once), the canaries, mass silences, the alerts they hold.
+        self.selfwatch = SelfWatch(self.store, self.machine, settings, now, clock=self._clock, lock=self._lock,
+                                   wake=lambda: self._wake.set())
         # DOWNs held for a site window when the monitor stopped: their windows go on (or end at the first tick).
-        self._unsettled = self._explain.restore(held=self.store.held_downs(), site_outages=self.store.site_outages(),
+        self._unsettled = self._explain.restore(held=self.selfwatch.skip_held(self.store.held_downs()),
+                                                site_outages=self.store.site_outages(),
                                                 open_causes=self.store.open_causes(), now=now)
         self._verdicts = {name: (b.get("time") or {}).get("verdict") for name, b in self._beats.items()
                           if (b.get("time") or {}).get("verdict") not in (None, "unknown")}
@@ -80,7 +91,8 @@ class MonitorService:
         if channels is None:
             channels = build_channels(config.alerts)
         self.dispatcher = Dispatcher(self.store, channels, clock=self._clock,
-                                     give_up_after_s=config.alerts.give_up_after_s, retry_first_s=retry_first_s)
+                                     give_up_after_s=config.alerts.give_up_after_s, retry_first_s=retry_first_s,
+                                     ack_link=self._quiet.ack_link)
         self._follower = None
         if settings.access_log:
             self._follower = AccessLogFollower(settings.access_log, _magics(settings), self._heard_in_log)
@@ -109,6 +121,7 @@ class MonitorService:
             if beat["device"] not in self.machine:  # removed by a reload since the token was read
                 return Answer(401, {"ok": False, "error": "unknown device: it is no longer in [[monitor.devices]]"})
             self.received_total += 1
+            self.selfwatch.check.beat(now)  # the way in works: a proof of the monitor's own connectivity
             beat["received_at"] = now.wall
             # A second estimate of the device's clock offset, independent of its own NTP check: its send
             # time against our receive time (it includes the one-way network delay, a few ms).
@@ -153,6 +166,7 @@ class MonitorService:
             if name not in self.machine:
                 return
             self.received_total += 1
+            self.selfwatch.check.beat(now)
             events = self.machine.heartbeat(name, now, heard_at=line_epoch)
             view = self.machine.view(name)
             if view.state is not State.NEW:  # kept across a restart, like an HTTP heartbeat's time
@@ -163,7 +177,8 @@ class MonitorService:
 
     def _nudge(self):
         """Wake the scheduler when a deadline now comes before the time it sleeps until."""
-        for due in (self.machine.next_due(), self._explain.next_due()):
+        for due in (self.machine.next_due(), self._explain.next_due(), self._quiet.next_due(),
+                    self.selfwatch.check.next_due()):
             if due is not None and (self._sleep_until is None or due < self._sleep_until):
                 self._wake.set()
         if self._dirty and self._next_flush is None:
@@ -181,6 +196,13 @@ class MonitorService:
             site_events, settle = self._explain.due(now, self._muted_at(now))  # site windows that ended
             if events or site_events or settle:
                 self._record(events, now, planned=site_events, settle=settle)
+            steady = self._quiet.due(now, self.machine)  # after the changes above: flapping devices steady again
+            if steady:
+                self._record([], now, planned=steady)
+            over, released = self.selfwatch.due(now)  # held DOWNs whose time came; the end of a mass silence
+            if over or released:
+                self._record([], now, planned=over, settle=released)
+            alive = self.selfwatch.alive_due(now)
             # Written behind, at most once a second: the first tick that sees new
             # heartbeats only schedules the write, so a burst becomes one transaction.
             if self._dirty and self._next_flush is None:
@@ -189,7 +211,8 @@ class MonitorService:
                 batch, self._dirty = self._dirty, {}
                 self._next_flush = None
             waits = [60.0]
-            for due in (self.machine.next_due(), self._explain.next_due()):
+            for due in (self.machine.next_due(), self._explain.next_due(), self._quiet.next_due(),
+                        self.selfwatch.check.next_due()):
                 if due is not None:
                     waits.append(due - now.mono)
             if self._next_flush is not None:
@@ -200,6 +223,8 @@ class MonitorService:
             self._sleep_until = now.mono + delay
         if batch:
             self._write_beats(batch)  # outside the lock: heartbeats keep flowing while SQLite writes
+        if alive:
+            self.selfwatch.alive(now)  # the run log, at most once a minute
         return delay
 
     def flush(self):
@@ -226,7 +251,7 @@ class MonitorService:
         self._beats_failing = False
 
     def _muted_at(self, now):
-        return lambda name: self._pauses.get(name, now) is not None
+        return lambda name: self._quiet.pause_of(name, now) is not None
 
     def _record(self, events, now, *, planned=(), settle=()):
         """Store events (after any a failed write left behind) and queue their alerts, unless paused at ``now``.
@@ -238,10 +263,13 @@ class MonitorService:
         kept and written on the next tick: a transition is never lost to a
         passing disk error.
         """
+        events = self._quiet.screen(events, now)  # flapping devices and acknowledged outages: stored, not sent
         fresh, more = self._explain.plan(events, now, self._muted_at(now)) if events else ([], [])
-        pending = self._unrecorded + list(planned) + fresh
-        settles = self._unsettled + list(settle) + more
-        muted = self._pauses.muted({e.device for e in pending if e.alerts}, now)
+        # While the monitor doubts its own connectivity, DOWN alerts are held (see selfcheck).
+        fresh, more = self.selfwatch.plan(list(planned) + fresh, list(settle) + more, now, self._muted_at(now))
+        pending = self._unrecorded + fresh
+        settles = self._unsettled + more
+        muted = self._quiet.muted({e.device for e in pending if e.alerts}, now)
         try:
             stored = self.store.record(pending, self.dispatcher.channel_names, muted=muted, settle=settles)
         except Exception as exc:
@@ -256,12 +284,13 @@ class MonitorService:
         self._unrecorded = []
         # Held DOWNs whose site alert went out before they could be written: merged with the next write.
         self._unsettled = self._explain.stored(stored, now)
+        self.selfwatch.stored(stored, now)
         for e in stored:
             if e.kind is Kind.DOWN:
                 self._outages[e.device] = self._outages.get(e.device, 0) + 1
-            log_event(e, muted, window_s=self._explain.window_s)
+            log_event(e, muted, window_s=self._explain.window_s, why_quiet=lambda e: self._quiet.why_quiet(e, now))
         for s in settles:
-            if s.release:
+            if s.release and s.by == "site":
                 log.info("%s: DOWN alerted after the site window%s", s.device, f": {s.reason}" if s.reason else "")
         if any(e.alerts and not e.held and (e.kind is Kind.SITE_DOWN or e.device not in muted) for e in stored) \
                 or any(s.release for s in settles):
@@ -280,6 +309,7 @@ class MonitorService:
         self._spawn("monitor-deadlines", self._run)
         if self._follower is not None:
             self._spawn("monitor-accesslog", self._follow)
+        self.selfwatch.start()
 
     def _spawn(self, name, target):
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -287,13 +317,19 @@ class MonitorService:
         t.start()
 
     def _run(self):
+        planned = None
         while not self._stopping.is_set():
             self._wake.clear()
+            now = self._clock.now()
+            if planned is not None and now.mono - planned > STALL_S:  # stopped or starved meanwhile: a gap
+                with self._lock:
+                    self.selfwatch.stalled(now, now.mono - planned)
             try:
-                delay = self.tick(self._clock.now())
+                delay = self.tick(now)
             except Exception:  # keep judging devices even if one write failed; say so once per failure
                 log.exception("monitor scheduler step failed; retrying in 1 s")
                 delay = 1.0
+            planned = self._clock.now().mono + delay
             self._wake.wait(delay)
 
     def _follow(self):
@@ -318,6 +354,7 @@ class MonitorService:
             if self._unrecorded or self._unsettled:
                 self._record([], self._clock.now())
         self.flush()
+        self.selfwatch.stop(self._clock.now())  # the run log's clean stop
         self.store.close()
 
     def reload(self, config):
@@ -331,6 +368,8 @@ class MonitorService:
             # DOWNs held for a site their device is no longer in go out with the next write.
             self._unsettled += self._explain.configure(settings.devices, window_s=settings.site_window_s,
                                                        notify_reboots=settings.notify_reboots)
+            self._quiet.configure(settings)
+            self.selfwatch.configure(settings)
             self._nudge()
         self.dispatcher.configure(build_channels(config.alerts), give_up_after_s=config.alerts.give_up_after_s)
         if self._follower is not None:
@@ -379,14 +418,13 @@ class MonitorService:
         """Every device as a dict for the JSON API (no secrets), in name order."""
         now = now or self._clock.now()
         with self._lock:
-            paused = self._pauses.active(now)
-            return [self._as_dict(v, now, paused.get(v.name)) for v in self.machine.views()]
+            return [self._as_dict(v, now, self._quiet.pause_of(v.name, now)) for v in self.machine.views()]
 
     def device(self, name, now=None):
         """One device's dict as in ``devices``; raises KeyError for an unknown device."""
         now = now or self._clock.now()
         with self._lock:
-            return self._as_dict(self.machine.view(name), now, self._pauses.get(name, now))
+            return self._as_dict(self.machine.view(name), now, self._quiet.pause_of(name, now))
 
     def device_list(self, *, state=None, query="", offset=0, limit=100, now=None):
         """One page of devices for people, down first, then by name: a DeviceList (see views.select).
@@ -397,18 +435,18 @@ class MonitorService:
         now = now or self._clock.now()
         with self._lock:
             states = self.machine.states()
-            paused = self._pauses.active(now)
+            paused = self._quiet.paused_names(now)  # by themselves or by their site
         names, counts = select(states, paused, state=state, query=query)
         page = []
         with self._lock:
             for name in names[offset:offset + limit]:
                 if name in self.machine:  # a reload may have removed it meanwhile
-                    page.append(self._as_dict(self.machine.view(name), now, self._pauses.get(name, now)))
+                    page.append(self._as_dict(self.machine.view(name), now, self._quiet.pause_of(name, now)))
         return DeviceList(total=len(names), counts=counts, devices=page)
 
     def _as_dict(self, view, now, pause):
-        return device_dict(view, self._beats.get(view.name), outages_total=self._outages.get(view.name, 0),
-                           pause=pause, now=now)
+        return {**device_dict(view, self._beats.get(view.name), outages_total=self._outages.get(view.name, 0),
+                              pause=pause, now=now), **self._quiet.describe(view.name, now)}
 
 
 def _magics(settings):

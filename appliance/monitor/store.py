@@ -17,6 +17,8 @@ import threading
 from appliance.errors import StoreError
 from appliance.monitor.events import ALERTING, Event, Kind, State
 from appliance.monitor.machine import Restored
+from appliance.monitor.store_quiet import QUIET_SCHEMA, QuietRecords
+from appliance.monitor.store_self import SELF_SCHEMA, SelfRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -89,9 +91,11 @@ CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries(event_id) WHERE status=
 """
 # Kinds that are about a site, not a device: no device row, no outage row of their own.
 _SITE_KINDS = (Kind.SITE_DOWN,)
+# Kinds that are about the monitor itself (selfcheck): no device row, no outage row, no site row.
+_MONITOR_KINDS = (Kind.MASS_SILENCE, Kind.MASS_SILENCE_END)
 
 
-class Store:
+class Store(QuietRecords, SelfRecords):
     """One SQLite database; every method is safe to call from any thread."""
 
     def __init__(self, path):
@@ -106,7 +110,7 @@ class Store:
             # commits may be lost, which the delivery rows' at-least-once rule covers.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
+            self._db.executescript(SCHEMA + QUIET_SCHEMA + SELF_SCHEMA)
             self._add_columns()
             self._db.executescript(INDEXES)
         except (OSError, sqlite3.Error) as exc:
@@ -168,11 +172,15 @@ class Store:
                    "detail=COALESCE(?, detail) WHERE id=?", (s.cause, s.reason, s.detail, s.event_id))
         if s.cause is not None:
             db.execute("UPDATE outages SET cause=?, cause_text=? WHERE event_id=?", (s.cause, s.reason, s.event_id))
+        if s.keep_held:  # the self-check holds it on
+            self._self_hold(db, s.event_id, s.device)
+            return
+        self._self_settled(db, s.event_id)
         if s.release:
             db.execute("UPDATE deliveries SET status='pending' WHERE event_id=? AND status='held'", (s.event_id,))
         else:
-            db.execute("UPDATE deliveries SET status='merged', done_at=created_at, "
-                       "last_error='merged into the site alert' WHERE event_id=? AND status='held'", (s.event_id,))
+            db.execute("UPDATE deliveries SET status='merged', done_at=created_at, last_error=? "
+                       "WHERE event_id=? AND status='held'", (s.note or "merged into the site alert", s.event_id))
 
     def _insert(self, db, e, channels, muted):
         event_id = db.execute(
@@ -185,7 +193,7 @@ class Store:
             db.execute("INSERT OR REPLACE INTO site_outages (site, started_at, event_id) VALUES (?,?,?)",
                        (e.site or e.device, e.outage_started_at if e.outage_started_at is not None else e.at,
                         event_id))
-        else:
+        elif e.kind not in _MONITOR_KINDS:
             db.execute("INSERT OR IGNORE INTO devices (name, state) VALUES (?, ?)", (e.device, e.old.value))
             if e.kind is Kind.DOWN:
                 outage = db.execute(
@@ -204,8 +212,10 @@ class Store:
             db.execute("UPDATE devices SET state=?, last_heard_at=COALESCE(?, last_heard_at), "
                        "last_alert_at=CASE WHEN ? THEN ? ELSE last_alert_at END WHERE name=?",
                        (e.new.value, e.last_heard_at, e.kind in ALERTING, e.at, e.device))
-        if e.alerts and (e.kind in _SITE_KINDS or e.device not in muted):
-            status = "held" if e.held else "pending"
+        if e.self_held:
+            self._self_hold(db, event_id, e.device)
+        if e.alerts and (e.kind in _SITE_KINDS or e.kind in _MONITOR_KINDS or e.device not in muted):
+            status = "held" if e.held or e.self_held else "pending"
             db.executemany(
                 "INSERT INTO deliveries (event_id, channel, status, created_at, next_try_at) VALUES (?,?,?,?,?)",
                 [(event_id, ch, status, e.at, e.at) for ch in channels])
@@ -371,6 +381,9 @@ class Settled:
 
     ``release`` True queues its alert; False drops it (merged into the site's
     alert). ``cause``, ``reason`` and ``detail`` replace the event's unless None.
+    The self-check (``selfcheck``) settles the alerts it holds the same way
+    (``by`` "self", ``note`` saying why one is merged), and ``keep_held`` hands
+    one over to it: only the cause is written, its deliveries stay held.
     """
 
     event_id: int
@@ -379,6 +392,9 @@ class Settled:
     reason: str | None
     detail: str | None = None
     device: str = ""  # for the log
+    by: str = "site"
+    note: str = ""
+    keep_held: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -212,3 +212,38 @@ def test_first_line_with_a_cause_fits_an_sms_even_for_a_63_character_name(make_e
     assert len(first_line) <= SMS_CHARS, first_line
     for words in must_say:
         assert words in first_line
+
+
+# -- flapping and acknowledgement links -------------------------------------------------------
+
+
+def test_a_flapping_notice_says_how_often_and_the_state_now(at_ny):
+    from appliance.monitor.events import Event, Kind, State
+
+    event = Event("home", Kind.FLAPPING, State.DOWN, State.DOWN, at_ny("2025-01-14 10:40"),
+                  "5 state changes in the last hour", detail="first change 10:02; its alerts are summarised until it "
+                  "keeps one state for 1 h 0 min", alert=True)
+    message = compose(event, tz=NY)
+    assert message.subject == "FLAPPING: home (5 state changes in the last hour, now DOWN)"
+    assert message.body.split("\n", 1)[0] == ("home is flapping: 5 state changes in the last hour, now DOWN; alerts "
+                                              "for it are summarised until it is steady.")
+    assert "Evidence: first change 10:02" in message.body and message.kind == "flapping"
+
+
+def test_a_steady_summary_says_since_when_how_many_changes_and_the_state_now(at_ny):
+    from appliance.monitor.events import Event, Kind, State
+
+    event = Event("home", Kind.STEADY, State.UP, State.UP, at_ny("2025-01-14 11:40"),
+                  "steady again since 10:40: 9 changes during 09:02\u201310:40", alert=True)
+    message = compose(event, tz=NY)
+    assert message.subject == "STEADY: home, now UP"
+    assert message.body.split("\n", 1)[0] == "home steady again since 10:40: 9 changes during 09:02\u201310:40, now UP."
+
+
+def test_an_acknowledgement_link_comes_last_and_never_in_the_first_line(make_event):
+    url = "https://monitor.example.com/ack/aG9tZS8xLzE3MDA2MDQ4NjE.hll7KBnIRmi9OaGx64jF7Q"
+    body = compose(make_event("reminder", LONG_NAME), tz=NY, ack_url=url).body
+    lines = body.rstrip("\n").split("\n")
+    assert url not in lines[0] and len(lines[0]) <= SMS_CHARS
+    assert lines[-3:] == [f"Acknowledge (no more reminders about this outage for a while): {url}", "", FOOTER]
+    assert "/ack/" not in compose(make_event("reminder"), tz=NY).body

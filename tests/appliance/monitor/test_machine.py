@@ -182,3 +182,34 @@ def test_startup_grace_also_holds_for_old_log_lines_replayed_at_start():
     assert kinds(m.heartbeat("home", T0.later(1), heard_at=T0.wall - 200)) == [("home", Kind.FIRST_SEEN)]
     assert m.due(T0.later(299)) == []  # the line's own deadline (T0 + 100) lies inside the grace
     assert kinds(m.due(T0.later(300))) == [("home", Kind.DOWN)]
+
+
+# -- for the self-check (selfcheck, runlog) ---------------------------------------------------------------
+
+
+def test_the_census_counts_up_devices_and_those_quiet_for_half_their_max_silence():
+    m = Machine([device("a"), device("b"), device("c"), device("new")], started=T0)
+    m.heartbeat("a", T0)
+    m.heartbeat("b", T0.later(100))
+    m.heartbeat("c", T0.later(140))
+    assert m.census(T0.later(150), quiet_fraction=0.5) == (3, 1)   # a: silent 150 s of 300
+    assert m.census(T0.later(290), quiet_fraction=0.5) == (3, 3)
+    m.due(T0.later(300))                                           # a is down: no longer counted
+    assert m.census(T0.later(300), quiet_fraction=0.5) == (2, 2)
+
+
+def test_a_restored_device_is_judged_by_its_wall_clock_last_heartbeat():
+    m = Machine([device("a")], started=T0, restored={"a": Restored(State.UP, last_heard_at=T0.wall - 200)})
+    assert m.census(T0, quiet_fraction=0.5) == (1, 1)
+
+
+def test_regrace_gives_every_device_its_max_silence_again_after_a_stall():
+    m = Machine([device("a", max_silence_s=300), device("b", max_silence_s=600)], started=T0)
+    m.heartbeat("a", T0.later(400))
+    m.heartbeat("b", T0.later(400))
+    stalled = T0.later(1100)                       # nothing ran from 410 to 1100: a's deadline (700) has passed
+    m.regrace(stalled)
+    assert m.due(stalled) == []
+    assert m.due(stalled.later(299)) == []
+    assert kinds(m.due(stalled.later(300))) == [("a", Kind.DOWN)]
+    assert kinds(m.due(stalled.later(600))) == [("b", Kind.DOWN)]
