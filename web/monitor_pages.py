@@ -91,17 +91,25 @@ def _device_page(name, info, *, errors=None, status=200):
                            durations=DURATIONS, errors=errors or {}), status
 
 
-@bp.post("/devices/<name>/pause")
-def pause(name):
-    """Pause the device's alerts for the chosen ``duration`` (1h, 1d, until-resumed)."""
-    info = _device_or_404(name)
-    choice = request.form.get("duration", "")
+def chosen_duration(form):
+    """(seconds or None for "until resumed", label, None) for the form's ``duration`` button, or
+    (None, None, what is wrong)."""
+    choice = form.get("duration", "")
     known = {value: (seconds, label) for value, seconds, label in DURATIONS}
     if choice not in known:
         problem = (f"must be one of {', '.join(known)}, got {choice[:20]!r}; use the buttons below"
                    if choice else "is missing: choose how long with one of the buttons below")
-        return _device_page(name, info, errors={"duration": f"duration {problem}"}, status=400)
-    seconds, label = known[choice]
+        return None, None, f"duration {problem}"
+    return (*known[choice], None)
+
+
+@bp.post("/devices/<name>/pause")
+def pause(name):
+    """Pause the device's alerts for the chosen ``duration`` (1h, 1d, until-resumed)."""
+    info = _device_or_404(name)
+    seconds, label, problem = chosen_duration(request.form)
+    if problem:
+        return _device_page(name, info, errors={"duration": problem}, status=400)
     try:
         paused = _service().pause(name, for_s=seconds)
     except KeyError:  # removed by a reload meanwhile

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from appliance.config.schema import Monitor
 from appliance.errors import AckError, StoreError
 from appliance.monitor.pauses import DURATIONS
-from web.monitor_pages import _device_or_404, _device_page, _not_found, when
+from web.monitor_pages import _device_or_404, _device_page, _not_found, chosen_duration, when
 
 bp = Blueprint("quiet_pages", __name__)
 
@@ -64,13 +64,9 @@ def site(name):
 def pause_site(name):
     """Pause the site's alerts for the chosen ``duration`` (1h, 1d, until-resumed)."""
     site = _site_or_404(name)
-    choice = request.form.get("duration", "")
-    known = {value: (seconds, label) for value, seconds, label in DURATIONS}
-    if choice not in known:
-        problem = (f"must be one of {', '.join(known)}, got {choice[:20]!r}; use the buttons below"
-                   if choice else "is missing: choose how long with one of the buttons below")
-        return _site_page(site, errors={"duration": f"duration {problem}"}, status=400)
-    seconds, label = known[choice]
+    seconds, label, problem = chosen_duration(request.form)
+    if problem:
+        return _site_page(site, errors={"duration": problem}, status=400)
     try:
         paused = _service().pause_site(name, for_s=seconds)
     except KeyError:

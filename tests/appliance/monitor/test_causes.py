@@ -1,23 +1,13 @@
 """The causes of outages, from tables of evidence: beats before and after, peer reports, site mates."""
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 import pytest
 
 from appliance.alerts.messages import Times
 from appliance.monitor.causes import (PeerReport, agent_restarted, cause_of_site, cause_on_down, cause_on_up,
                                       failed_sends, reboot_in_beat)
 
-NY = ZoneInfo("America/New_York")
-
-
-def at(text):
-    """Epoch seconds of a New York wall time "10:48:00" on 2025-01-14 (or a full "2025-01-14 10:48")."""
-    if len(text) <= 8:
-        text = f"2025-01-14 {text}"
-    return datetime.fromisoformat(text).replace(tzinfo=NY).timestamp()
-
+from .conftest import NY
+from .conftest import ny as at
 
 LAST = at("10:01:00")          # the monitor last heard the device
 BACK = at("10:50:00")          # the first heartbeat after the outage arrived

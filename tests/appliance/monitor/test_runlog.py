@@ -1,9 +1,6 @@
 """The monitor's run log: the gap before a start, said once, on a real SQLite file; and a stalled scheduler."""
 
 import threading
-import time
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,21 +10,12 @@ from appliance.monitor.runlog import ALIVE_EVERY_S, Run, describe_gap, describe_
 from appliance.monitor.service import MonitorService
 
 from .conftest import ManualClock
-
-NY = ZoneInfo("America/New_York")
-
-
-def at(text, day=14):
-    return datetime.fromisoformat(f"2025-01-{day:02d} {text}").replace(tzinfo=NY).timestamp()
+from .conftest import ny as at
 
 
-@pytest.fixture(autouse=True)
-def new_york(monkeypatch):
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+
+
+pytestmark = pytest.mark.usefixtures("new_york")
 
 
 # -- the sentences -----------------------------------------------------------------------------------------

@@ -11,9 +11,6 @@ import email
 import email.policy
 import io
 import json
-import time
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,25 +24,12 @@ from appliance.monitor.selfcheck import is_mass_silence, may_become_mass
 from appliance.monitor.service import MonitorService
 
 from .conftest import ManualClock
-
-NY = ZoneInfo("America/New_York")
-
-
-def at(text):
-    """Epoch seconds of "10:01:00" (New York) on 2025-01-14."""
-    return datetime.fromisoformat(f"2025-01-14 {text}").replace(tzinfo=NY).timestamp()
-
+from .conftest import ny as at
 
 START = Now(mono=1000.0, wall=at("09:00:00"))
 
 
-@pytest.fixture(autouse=True)
-def new_york(monkeypatch):
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("new_york")
 
 
 # -- the decisions -------------------------------------------------------------------------------------
