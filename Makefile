@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench venv clean image image-test
 
 $(STAMP): pyproject.toml tools/mkvenv.py
 	$(PYTHON) tools/mkvenv.py $(VENV)
@@ -22,5 +22,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The SD image (needs root and Debian's image tools; see the README's "Building the SD image").
+image: $(STAMP)
+	$(BIN)/python image/build.py
+
+# Boot the image in qemu-system-aarch64 and check it from the host (builds it first; a rebuild reuses the cache).
+image-test: image
+	$(BIN)/python image/boottest.py
+
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache build *.egg-info
+	rm -rf $(VENV) demo-data .pytest_cache build dist *.egg-info

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Runs on the build host after mmdebstrap installed the packages: $1 is the new root, $2 the wheel directory,
+# $3 the phonehome version. Commands for the image run inside it with chroot (through qemu-user).
+set -eu
+root=$1 wheels=$2 version=$3
+
+step() { echo "I: phonehome: $*"; }
+
+step "phonehome $version and its pinned Python distributions into /opt/phonehome/venv"
+mkdir -p "$root/tmp/wheels"
+cp "$wheels"/*.whl "$root/tmp/wheels/"
+cp "$(dirname "$0")/requirements.txt" "$root/tmp/wheels/requirements.txt"
+chroot "$root" python3 -m venv /opt/phonehome/venv
+chroot "$root" /opt/phonehome/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
+    --disable-pip-version-check --no-cache-dir -r /tmp/wheels/requirements.txt "phonehome==$version"
+rm -rf "$root/tmp/wheels"
+
+step "phonehome install: user, units, /etc/phonehome, /var/lib/phonehome"
+chroot "$root" /opt/phonehome/venv/bin/phonehome install
+ln -sf /opt/phonehome/venv/bin/phonehome "$root/usr/local/bin/phonehome"
+
+step "first-boot units"
+install -m 644 "$(dirname "$0")/../appliance/system/phonehome-firstboot.service" "$root/etc/systemd/system/"
+chroot "$root" systemctl enable phonehome-growroot.service phonehome-sshkeys.service phonehome-firstboot.service
+# SSH stays off until authorized_keys is put on the boot partition.
+chroot "$root" systemctl disable ssh.service
+rm -f "$root"/etc/ssh/ssh_host_*
+
+step "the initramfs, once; raspi-firmware copies it with the kernel, DTBs, config.txt and cmdline.txt"
+rm "$root/usr/sbin/update-initramfs"
+chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+chroot "$root" update-initramfs -c -k all
+
+step "a unique identity at first boot; no build leftovers"
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root/var/lib/systemd/random-seed" "$root/var/cache/ldconfig/aux-cache"
+ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/*
+rm -f "$root"/etc/passwd- "$root"/etc/group- "$root"/etc/shadow- "$root"/etc/gshadow- "$root"/etc/subuid- "$root"/etc/subgid-
+find "$root/opt/phonehome/venv" -name '__pycache__' -path '*pip*' -prune -exec rm -rf {} +
