@@ -75,6 +75,15 @@ def _parser():
     with_config(command("reset-password", _reset_password,
                         "Forget the web page's admin password and make a new setup code, so the appliance can "
                         "be claimed again (the settings are kept)."))
+    install = command("install", _install, "Make this virtual environment's phonehome a system service: user, "
+                                           "groups, udev and polkit rules, /etc/phonehome, systemd units.")
+    install.add_argument("--root", default="/", metavar="DIR", help="install into this root tree instead of / "
+                                                                    "(an image being built)")
+    install.add_argument("--listen", default="0.0.0.0:80", metavar="HOST:PORT",
+                         help="the web page's address in a new config (default 0.0.0.0:80; an existing config "
+                              "is never changed)")
+    install.add_argument("--monitor", action="store_true", help="also install and enable phonehome-monitor")
+    install.add_argument("--no-enable", action="store_true", help="write the units but do not enable them")
     command("config-reference", _config_reference, "Print the configuration reference (Markdown).")
     clock = sub.add_parser("time", help="Check the clock against NTP servers; set the time zone.",
                            description="Check the clock against NTP servers; set the time zone.")
@@ -220,6 +229,17 @@ def _reset_password(args):
     config = load_config(args.config)
     setup = reopen(config.data_dir)
     print(f"admin password forgotten; claim the appliance again at {setup.url} with the setup code {setup.code}")
+    return EXIT_OK
+
+
+def _install(args):
+    from appliance.install import Plan, check_can_install, install
+
+    problem = check_can_install()
+    if problem:
+        print(f"phonehome: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    install(Plan(root=args.root, listen=args.listen, monitor=args.monitor, enable=not args.no_enable))
     return EXIT_OK
 
 

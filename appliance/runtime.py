@@ -119,12 +119,14 @@ def serve(role, config_path, *, control=None, poll_s=CONFIG_POLL_S, install_sign
         signal.signal(signal.SIGINT, lambda *_: control.stop())
         signal.signal(signal.SIGHUP, lambda *_: (sighup.set(), control._wake.set()))
     watcher = ConfigWatcher(config_path)
+    watchdog = Watchdog(role, systemd.watchdog_interval_s())
     role.control = control
     role.start()
     systemd.notify("READY=1")
     try:
         while not control.stopping.is_set():
-            control._wait(poll_s)
+            watchdog.feed(time.monotonic())
+            control._wait(watchdog.wait_s(poll_s))
             if control.stopping.is_set():
                 break
             asked = control._take()
@@ -138,6 +140,34 @@ def serve(role, config_path, *, control=None, poll_s=CONFIG_POLL_S, install_sign
         systemd.notify("RELOADING=1" if control.restart_requested else "STOPPING=1")
         role.stop()
     return 0
+
+
+class Watchdog:
+    """Feeds systemd's watchdog from the main loop, only while the role says it is healthy.
+
+    A hung main loop stops the pings by itself; a hung heartbeat loop stops them through ``role.healthy``.
+    Either way systemd kills and restarts the service after WatchdogSec.
+    """
+
+    def __init__(self, role, every_s):
+        self._healthy = getattr(role, "healthy", lambda now_mono: True)
+        self.every_s = every_s
+        self._said_stuck = False
+
+    def wait_s(self, poll_s):
+        return poll_s if self.every_s is None else min(poll_s, self.every_s)
+
+    def feed(self, now_mono):
+        if self.every_s is None:
+            return
+        if self._healthy(now_mono):
+            if self._said_stuck:
+                log.warning("the heartbeat loop is running again; feeding systemd's watchdog again")
+                self._said_stuck = False
+            systemd.notify("WATCHDOG=1")
+        elif not self._said_stuck:
+            log.error("a heartbeat loop is stuck; no longer feeding systemd's watchdog, which will restart phonehome")
+            self._said_stuck = True
 
 
 def restart_process():

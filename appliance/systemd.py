@@ -1,4 +1,4 @@
-"""sd_notify without a dependency: tells systemd we are ready; a no-op elsewhere, never raises."""
+"""sd_notify without a dependency: tells systemd we are ready and alive; a no-op elsewhere, never raises."""
 
 import os
 import socket
@@ -18,3 +18,19 @@ def notify(state):
         return True
     except OSError:
         return False
+
+
+def watchdog_interval_s(env=None, pid=None):
+    """Seconds between the WATCHDOG=1 pings systemd wants from this process (half its WatchdogSec), or None.
+
+    As sd_watchdog_enabled(): WATCHDOG_USEC set, and WATCHDOG_PID unset or this process.
+    """
+    env = os.environ if env is None else env
+    pid = os.getpid() if pid is None else pid
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    if usec <= 0 or env.get("WATCHDOG_PID", str(pid)) != str(pid):
+        return None
+    return usec / 2e6

@@ -94,6 +94,9 @@ def build_root(build, cache, wheel_dir, version, progress):
         "--include=" + ",".join(packages), "--skip=download/empty", "--aptopt=Acquire::Retries 3",
         # Our /etc/default/raspi-firmware is in place before the package: keep it, do not ask.
         "--dpkgopt=force-confdef", "--dpkgopt=force-confold",
+        # No manuals, translations or docs on an appliance (the licences stay): about 75 MB less to write.
+        *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("man", "locale", "doc", "info")),
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives",
         f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
         # Our files (the initramfs hook and raspi-firmware's settings among them) are in place before the
@@ -101,6 +104,7 @@ def build_root(build, cache, wheel_dir, version, progress):
         f"--essential-hook={os.path.join(HERE, 'essential.sh')} \"$1\"",
         f"--customize-hook={os.path.join(HERE, 'customize.sh')} \"$1\" {wheel_dir} {version}",
         f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+        "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb",
         SUITE, root, f"deb {MIRROR} {SUITE} main non-free-firmware",
         f"deb {MIRROR} {SUITE}-updates main non-free-firmware")
     return root

@@ -5,31 +5,34 @@ set -eu
 root=$1 wheels=$2 version=$3
 
 step() { echo "I: phonehome: $*"; }
+# Commands in the image see none of the build machine's environment (its pip settings above all).
+in_image() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}" "$@"; }
 
 step "phonehome $version and its pinned Python distributions into /opt/phonehome/venv"
 mkdir -p "$root/tmp/wheels"
 cp "$wheels"/*.whl "$root/tmp/wheels/"
 cp "$(dirname "$0")/requirements.txt" "$root/tmp/wheels/requirements.txt"
-chroot "$root" python3 -m venv /opt/phonehome/venv
-chroot "$root" /opt/phonehome/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
+in_image python3 -m venv /opt/phonehome/venv
+in_image /opt/phonehome/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
     --disable-pip-version-check --no-cache-dir -r /tmp/wheels/requirements.txt "phonehome==$version"
 rm -rf "$root/tmp/wheels"
 
 step "phonehome install: user, units, /etc/phonehome, /var/lib/phonehome"
-chroot "$root" /opt/phonehome/venv/bin/phonehome install
+in_image /opt/phonehome/venv/bin/phonehome install
 ln -sf /opt/phonehome/venv/bin/phonehome "$root/usr/local/bin/phonehome"
 
 step "first-boot units"
 install -m 644 "$(dirname "$0")/../appliance/system/phonehome-firstboot.service" "$root/etc/systemd/system/"
-chroot "$root" systemctl enable phonehome-growroot.service phonehome-sshkeys.service phonehome-firstboot.service
+in_image systemctl enable phonehome-growroot.service phonehome-sshkeys.service phonehome-firstboot.service
 # SSH stays off until authorized_keys is put on the boot partition.
-chroot "$root" systemctl disable ssh.service
+in_image systemctl disable ssh.service
 rm -f "$root"/etc/ssh/ssh_host_*
 
 step "the initramfs, once; raspi-firmware copies it with the kernel, DTBs, config.txt and cmdline.txt"
 rm "$root/usr/sbin/update-initramfs"
-chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
-chroot "$root" update-initramfs -c -k all
+in_image dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+in_image update-initramfs -c -k all
 
 step "a unique identity at first boot; no build leftovers"
 : > "$root/etc/machine-id"

@@ -27,6 +27,9 @@ from appliance.timefmt import format_duration
 
 log = logging.getLogger("phonehome.agent")
 
+# How late a target's loop may be before the agent calls itself stuck and stops feeding systemd's watchdog.
+STUCK_SLACK_S = 30.0
+
 
 @dataclass(frozen=True)
 class TargetStatus:
@@ -102,6 +105,11 @@ class TargetWorker:
         self._status = TargetStatus(label=target.label, kind=target.kind, url=target.url)
         self.history = BeatHistory()  # the page's chart and history: in memory, never written to disk
         self.wake = threading.Event()
+        self.alive_until = None  # monotonic time by which run()'s loop must come round again (None: not running)
+
+    def stuck(self, now_mono):
+        """True when this target's loop runs but has not come round when it should have (a hung send or thread)."""
+        return self.alive_until is not None and now_mono > self.alive_until
 
     @property
     def status(self):
@@ -151,11 +159,14 @@ class TargetWorker:
     def run(self, stopping):
         """The thread's loop: tick, wait, until ``stopping`` is set (stop() also sets ``wake``)."""
         while not stopping.is_set():
+            # A send ends within its timeout: a loop that has not come round by then is stuck.
+            self.alive_until = self._clock.now().mono + self._timeout_s + STUCK_SLACK_S
             try:
                 delay_s = self.tick(self._clock.now())
             except Exception:  # a bug must not end this target's heartbeats; back off, never spin
                 delay_s = self._schedule.interval_s
                 log.exception("heartbeat to %s: unexpected error; trying again in %g s", self.target.label, delay_s)
+            self.alive_until = self._clock.now().mono + delay_s + STUCK_SLACK_S
             self.wake.wait(delay_s)
             self.wake.clear()
 
@@ -274,6 +285,10 @@ class HeartbeatSender:
             if thread.is_alive():
                 log.warning("%s did not stop within %g s; leaving it behind", thread.name, self._join_s)
         self.failures.flush()
+
+    def stuck(self, now_mono):
+        """The labels of the targets whose loop is stuck at monotonic time ``now_mono`` (see TargetWorker.stuck)."""
+        return [w.target.label for w in self.workers if w.stuck(now_mono)]
 
     def pause(self):
         """Send nothing until resume() (the demo's simulated outage); beats missed meanwhile are not made up."""

@@ -258,6 +258,11 @@ class AgentRole:
             log.exception("the status display could not start; heartbeats go on")
             self.panel = None
 
+    def healthy(self, now_mono):
+        """False while a heartbeat loop is stuck: the runtime then stops feeding systemd's watchdog."""
+        sender = self.sender
+        return sender is None or not sender.stuck(now_mono)
+
     def snapshot(self):
         """The appliance's status now (status.Snapshot) for the display, the LEDs and the web page."""
         from appliance.agent.system import read_uptime_s
