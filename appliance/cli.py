@@ -84,6 +84,13 @@ def _parser():
                               "is never changed)")
     install.add_argument("--monitor", action="store_true", help="also install and enable phonehome-monitor")
     install.add_argument("--no-enable", action="store_true", help="write the units but do not enable them")
+    firstboot = with_config(command(
+        "firstboot", _firstboot, "Import phonehome.toml, wpa_supplicant.conf or phonehome-wifi.txt, and "
+                                 "authorized_keys from the SD card's boot partition, then remove them from it "
+                                 "(run at boot by phonehome-firstboot.service)."))
+    firstboot.add_argument("--boot", default="/boot/firmware", metavar="DIR",
+                           help="the boot partition (default /boot/firmware)")
+    firstboot.add_argument("--root", default="/", metavar="DIR", help="the system to import into (default /)")
     command("config-reference", _config_reference, "Print the configuration reference (Markdown).")
     clock = sub.add_parser("time", help="Check the clock against NTP servers; set the time zone.",
                            description="Check the clock against NTP servers; set the time zone.")
@@ -241,6 +248,16 @@ def _install(args):
         return EXIT_USAGE
     install(Plan(root=args.root, listen=args.listen, monitor=args.monitor, enable=not args.no_enable))
     return EXIT_OK
+
+
+def _firstboot(args):
+    from appliance.firstboot import run
+
+    if not os.path.isdir(args.boot):
+        print(f"phonehome: {args.boot} is not a directory; is the boot partition mounted?", file=sys.stderr)
+        return EXIT_PROBLEM
+    problems = run(args.boot, args.root, args.config)
+    return EXIT_PROBLEM if problems else EXIT_OK
 
 
 def _config_reference(args):
