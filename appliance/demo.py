@@ -62,6 +62,10 @@ api_token = "{api_token}"
 # The demo talks only to 127.0.0.1: the clock is checked against the system's time service alone.
 servers = []
 
+[wifi]
+# A demo on a laptop must never turn its Wi-Fi into a hotspot.
+hotspot = false
+
 [display]
 # No OLED needed: the display's pages are drawn into this PNG file.
 driver = "emulator"

@@ -17,16 +17,17 @@ MAX_UPLOAD = 256 * 1024
 
 def create_agent_app(agent, *, reboot=None):
     """The appliance's web page for ``agent`` (an AgentRole). ``reboot()`` reboots the machine."""
-    from web import actions, auth, dashboard, security, settings, status_api
+    from web import actions, auth, dashboard, security, settings, status_api, wifi
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD
     app.extensions["phonehome.agent"] = agent
     app.extensions["phonehome.reboot"] = reboot
     app.extensions["phonehome.data_dir"] = lambda: agent.config.data_dir
-    for blueprint in (auth.bp, actions.bp, status_api.bp, dashboard.bp, settings.bp):
+    for blueprint in (auth.bp, actions.bp, status_api.bp, dashboard.bp, settings.bp, wifi.bp):
         app.register_blueprint(blueprint)
-    security.install(app, data_dir=agent.config.data_dir, web_settings=lambda: agent.config.web, mode="appliance")
+    security.install(app, data_dir=agent.config.data_dir, web_settings=lambda: agent.config.web, mode="appliance",
+                     hotspot_up=lambda: bool(agent.wifi and agent.wifi.hotspot_up))
     _page_context(app, device_name=lambda: agent.config.device.name or "phonehome")
     _html_errors(app)
     return app
@@ -71,7 +72,7 @@ def _monitor_web(config):
 
 # The menu: (endpoint, label), shown when the app has that page.
 NAV = (("dashboard.index", "Dashboard"), ("monitor_pages.devices", "Devices"), ("settings.index", "Settings"),
-       ("actions.index", "Actions"), ("auth.change_password", "Password"))
+       ("wifi.page", "Wi-Fi"), ("actions.index", "Actions"), ("auth.change_password", "Password"))
 
 
 def _page_context(app, *, device_name):

@@ -23,11 +23,16 @@ from flask import current_app, jsonify, redirect, render_template, request, sess
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from appliance.auth import Passwords, session_key
+from appliance.wifi.nmcli import HOTSPOT_ADDRESS
 
 # The acknowledgement link of an alert is public on purpose: its token is itself the permission (an HMAC over
 # one device's one outage, with an expiry; see appliance.monitor.acks), so whoever got the alert can stop its
 # reminders from a phone without logging in. Its GET changes nothing; its POST still needs the page's CSRF token.
 PUBLIC = {"static", "auth.login", "auth.setup", "quiet_pages.ack_link", "quiet_pages.ack_link_confirm"}
+# The Wi-Fi page of a new appliance that opened its setup hotspot: open while the hotspot is up and nobody has
+# claimed it yet, because a person setting up an appliance without a display cannot read the setup code before it
+# has a network (only someone within Wi-Fi range can reach it then). Claimed, it needs a login like every page.
+HOTSPOT_OPEN = {"wifi.page", "wifi.join"}
 TOKEN_ONLY = {"monitor_api.heartbeat"}
 TOKEN_OR_SESSION = {"status_api.status", "dashboard.history", "monitor_api.devices", "monitor_api.metrics",
                     "quiet_api.pauses", "quiet_api.pause", "quiet_api.resume"}
@@ -37,9 +42,10 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 SESSION_DAYS = 30
 
 
-def install(app, *, data_dir, web_settings, mode):
+def install(app, *, data_dir, web_settings, mode, hotspot_up=lambda: False):
     """Make ``app`` safe. ``web_settings()`` returns the current config's Web table; ``mode`` is
-    "appliance" (claimed with the setup code) or "monitor" (password set from the command line)."""
+    "appliance" (claimed with the setup code) or "monitor" (password set from the command line);
+    ``hotspot_up()`` says whether the appliance's setup hotspot is open."""
     app.config.update(
         SECRET_KEY=session_key(data_dir),
         SESSION_COOKIE_NAME="phonehome_session",
@@ -52,6 +58,7 @@ def install(app, *, data_dir, web_settings, mode):
     app.extensions["phonehome.passwords"] = Passwords(data_dir)
     app.extensions["phonehome.web_settings"] = web_settings
     app.extensions["phonehome.mode"] = mode
+    app.extensions["phonehome.hotspot_up"] = hotspot_up
     app.before_request(_guard)  # before the CSRF check: a stranger is sent to log in, not told about tokens
     csrf = CSRFProtect(app)
     # TOKEN_OR_SESSION views are checked by _guard instead: a script's POST with the API token has no CSRF token.
@@ -100,10 +107,17 @@ def _guard():
         # it send (only remembered HTTP Basic logins, which _token_ok refuses), so this request is a script's own.
         return None if _token_ok() else _refuse(401, "wrong or missing API token: send 'Authorization: Bearer "
                                                      "<web.api_token>' from the config, or log in")
+    hotspot = current_app.extensions["phonehome.hotspot_up"]()
     if not host_allowed(request.host, current_app.extensions["phonehome.web_settings"]()):
+        if hotspot:
+            # A phone's captive-portal check (any name resolves here while the hotspot is up): send it to the
+            # Wi-Fi page by address. A redirect serves none of this page's content to the foreign name.
+            return redirect(f"http://{HOTSPOT_ADDRESS}/wifi", 302)
         return _refuse(421, f"this page does not answer to the name {_host_name(request.host)!r}; open it by the "
                             f"appliance's own name or IP address, or add the name to web.hostnames")
     if endpoint in PUBLIC or endpoint is None:  # None: no such page, the 404 handler answers
+        return None
+    if endpoint in HOTSPOT_OPEN and hotspot and not passwords().is_set:
         return None
     if logged_in():
         if endpoint in TOKEN_OR_SESSION:  # exempted from the automatic check (see install): a browser's is checked

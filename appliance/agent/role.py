@@ -52,6 +52,7 @@ class AgentRole:
         self._setup_stamp = None
         self._snapshot_lock = threading.Lock()
         self.web = None
+        self.wifi = None
         self.control = None  # the runtime's Control (set by runtime.serve): reloads and restarts on its loop
         # The peer watchdog's reports and relay; ``pin_factory`` is gpiozero's for the relay (tests: MockFactory).
         self.peers = PeerWatch(service=lambda: getattr(self.monitor, "service", None), beat=self._beat_peers,
@@ -87,6 +88,7 @@ class AgentRole:
         self._apply_sender(self._config)
         self._apply_panel(self._config)
         self._apply_web(self._config)
+        self._apply_system(self._config)
         return self
 
     def apply(self, config):
@@ -106,6 +108,24 @@ class AgentRole:
         self.peers.apply(config)
         if (old.web.listen, old.data_dir) != (config.web.listen, config.data_dir):
             self._apply_web(config, old=self.web)
+        if (old.wifi, old.system) != (config.wifi, config.system):
+            self._apply_system(config)
+
+    def _apply_system(self, config):
+        """The setup hotspot and the read-only root flag; neither may stop heartbeats when it fails."""
+        from appliance import rootfs
+        from appliance.wifi import WifiManager
+
+        if self.wifi is None or self.wifi.config != config.wifi:
+            if self.wifi is not None:
+                self.wifi.stop()
+            self.wifi = WifiManager(config.wifi)
+            self.wifi.start()
+        if self._config_path:
+            try:
+                rootfs.set_flag(self._config_path, config.system.read_only_root)
+            except OSError as exc:
+                log.error("cannot set the read-only root flag next to %s: %s", self._config_path, exc)
 
     def _apply_web(self, config, *, old=None):
         """Serve the setup page and dashboard on web.listen; a page that cannot start never stops heartbeats.
@@ -318,6 +338,8 @@ class AgentRole:
 
     def stop(self):
         self.peers.stop()  # first: the relay gives its peer the power back
+        if self.wifi is not None:
+            self.wifi.stop()
         self._stop_web()
         self._stop_panel()
         self._stop_sender()

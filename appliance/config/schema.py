@@ -438,6 +438,34 @@ class Web:
             yield "api_token", "must be at least 16 characters; use e.g. the output of 'openssl rand -hex 16'"
 
 
+def check_interface(value):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", value):
+        return f"must be a network interface name like 'wlan0' (1 to 15 letters, digits, '-', '_', '.'), got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Wifi:
+    """Wi-Fi: the setup hotspot an appliance without a network opens, and the Wi-Fi page that joins a network."""
+
+    hotspot: bool = setting(True, doc="open a hotspot phonehome-XXXX (XXXX from the Wi-Fi MAC address) when "
+                                      "there is no network, whose page at http://10.42.0.1/ joins a Wi-Fi "
+                                      "network; needs NetworkManager")
+    hotspot_after_s: float = setting(120.0, doc="how long without any network before the hotspot opens",
+                                     min=10.0, unit=" s")
+    interface: str = setting("wlan0", doc="the Wi-Fi interface", check=check_interface)
+
+
+@dataclass(frozen=True)
+class System:
+    """The appliance's system (the SD image)."""
+
+    read_only_root: bool = setting(False, doc="mount the root file system read-only with a RAM overlay from the "
+                                              "next boot on, so a power cut cannot damage it; the config, "
+                                              "data_dir, Wi-Fi networks and the clock file stay writable "
+                                              "(needs the SD image's initramfs; takes effect after a reboot)")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration file."""
@@ -454,6 +482,8 @@ class Config:
     peer: Peer = setting(doc="the [peer] table: a relay that power-cycles a silent watched device",
                          factory=Peer)
     web: Web = setting(doc="the [web] table", factory=Web)
+    wifi: Wifi = setting(doc="the [wifi] table", factory=Wifi)
+    system: System = setting(doc="the [system] table", factory=System)
 
     @property
     def agent_configured(self):
