@@ -82,7 +82,8 @@ def _parser():
     install.add_argument("--listen", default="0.0.0.0:80", metavar="HOST:PORT",
                          help="the web page's address in a new config (default 0.0.0.0:80; an existing config "
                               "is never changed)")
-    install.add_argument("--monitor", action="store_true", help="also install and enable phonehome-monitor")
+    install.add_argument("--monitor", action="store_true", help="install and enable phonehome-monitor instead of the agent (a monitor server; "
+                              "an agent with a [monitor] table already runs one inside)")
     install.add_argument("--no-enable", action="store_true", help="write the units but do not enable them")
     firstboot = with_config(command(
         "firstboot", _firstboot, "Import phonehome.toml, wpa_supplicant.conf or phonehome-wifi.txt, and "

@@ -7,7 +7,10 @@ import time
 import pytest
 
 from appliance import systemd
-from appliance.agent.heartbeats import STUCK_SLACK_S
+from appliance.agent.heartbeats import STUCK_SLACK_S, HeartbeatSender
+from appliance.agent.role import AgentRole
+from appliance.clock import Now
+from appliance.config import parse_config
 from appliance.runtime import Watchdog
 from tests.processes import Proc
 
@@ -68,6 +71,15 @@ def test_pings_stop_while_the_role_is_stuck_and_resume_after(tmp_path, monkeypat
     assert len(stuck_lines) == 1  # one line per change, not one per ping missed
 
 
+def test_a_role_without_a_health_check_is_always_fed(tmp_path, monkeypatch):
+    notified = Notified(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", notified.path)
+    dog = Watchdog(object(), every_s=1.0)  # the monitor role has no healthy()
+    dog.feed(0.0)
+    dog.feed(1.0)
+    assert notified.messages(0.3) == ["WATCHDOG=1", "WATCHDOG=1"]
+
+
 def test_without_systemd_watchdog_nothing_is_sent(tmp_path, monkeypatch):
     notified = Notified(tmp_path / "notify")
     monkeypatch.setenv("NOTIFY_SOCKET", notified.path)
@@ -77,15 +89,49 @@ def test_without_systemd_watchdog_nothing_is_sent(tmp_path, monkeypatch):
     assert notified.messages(0.2) == []
 
 
-def test_a_target_loop_is_stuck_only_after_its_own_wait_plus_slack():
-    from appliance.agent.heartbeats import TargetWorker
+class FakeClock:
+    """Stands still unless the test moves it: the health decision is asked about explicit times."""
 
-    worker = TargetWorker.__new__(TargetWorker)  # only the stamp matters here
-    worker.alive_until = None
-    assert not worker.stuck(1e9)  # not running yet
-    worker.alive_until = 100.0 + 60.0 + STUCK_SLACK_S  # waiting a 60 s interval from t=100
-    assert not worker.stuck(100.0 + 60.0 + STUCK_SLACK_S)
-    assert worker.stuck(100.0 + 60.0 + STUCK_SLACK_S + 0.1)
+    def __init__(self):
+        self.reading = Now(1000.0, 1_750_000_000.0)
+
+    def now(self):
+        return self.reading
+
+
+def test_a_heartbeat_send_that_hangs_makes_the_agent_unhealthy_after_its_deadline(tmp_path):
+    timeout_s = 10.0
+    with socket.socket() as listener:  # a monitor that takes the connection and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(10)
+        config = parse_config(f"""
+[device]
+name = "home"
+[heartbeat]
+interval_s = 60
+timeout_s = {timeout_s}
+[[heartbeat.targets]]
+url = "http://127.0.0.1:{listener.getsockname()[1]}/api/v1/heartbeat"
+token = "t0123456789"
+""")
+        clock = FakeClock()
+        role = AgentRole(config, clock=clock)
+        start = clock.now().mono
+        assert role.healthy(start + 1e6)  # no sender yet: nothing can be stuck
+        role.sender = HeartbeatSender(config, clock=clock, data_dir=str(tmp_path), boot_id="boot-1")
+        assert role.healthy(start + 1e6)  # not started: nothing can be stuck either
+        role.sender.start()
+        conn, _ = listener.accept()  # the first beat is in flight, and stays there
+        try:
+            # It may take its own timeout after waiting out one beat_now() send, plus the slack; not a moment more.
+            deadline = start + 2 * timeout_s + STUCK_SLACK_S
+            assert role.healthy(deadline)
+            assert not role.healthy(deadline + 0.1)
+            assert role.sender.stuck(deadline + 0.1) == [config.heartbeat.targets[0].label]
+        finally:
+            conn.close()  # the send fails at once, so the sender stops quickly
+            role.sender.stop()
 
 
 def agent_config(tmp_path, port):
@@ -112,6 +158,7 @@ listen = ""
 def test_a_running_agent_says_ready_then_feeds_the_watchdog(tmp_path, free_port):
     notified = Notified(tmp_path / "notify")
     env = dict(os.environ, NOTIFY_SOCKET=notified.path, WATCHDOG_USEC="400000")  # a ping every 0.2 s
+    env.pop("WATCHDOG_PID", None)
     agent = Proc("agent", agent_config(tmp_path, free_port()), tmp_path, env=env)
     try:
         got = notified.messages(4.0)
@@ -123,3 +170,16 @@ def test_a_running_agent_says_ready_then_feeds_the_watchdog(tmp_path, free_port)
     assert got and got[0] == "READY=1", agent.output
     assert got.count("WATCHDOG=1") >= 5, (got, agent.output)
     assert "WATCHDOG" not in agent.output  # pings are not logged
+
+
+@pytest.mark.e2e
+def test_an_agent_told_the_watchdog_is_for_another_process_does_not_ping(tmp_path, free_port):
+    notified = Notified(tmp_path / "notify")
+    env = dict(os.environ, NOTIFY_SOCKET=notified.path, WATCHDOG_USEC="400000", WATCHDOG_PID="1")
+    agent = Proc("agent", agent_config(tmp_path, free_port()), tmp_path, env=env)
+    try:
+        got = notified.messages(1.5)
+    finally:
+        agent.kill()
+    assert "READY=1" in got, agent.output
+    assert "WATCHDOG=1" not in got

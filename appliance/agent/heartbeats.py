@@ -159,8 +159,9 @@ class TargetWorker:
     def run(self, stopping):
         """The thread's loop: tick, wait, until ``stopping`` is set (stop() also sets ``wake``)."""
         while not stopping.is_set():
-            # A send ends within its timeout: a loop that has not come round by then is stuck.
-            self.alive_until = self._clock.now().mono + self._timeout_s + STUCK_SLACK_S
+            # A send ends within its timeout, and tick() may first wait for a beat_now() send to end: a loop
+            # that has not come round after two of them (and the slack) is stuck.
+            self.alive_until = self._clock.now().mono + 2 * self._timeout_s + STUCK_SLACK_S
             try:
                 delay_s = self.tick(self._clock.now())
             except Exception:  # a bug must not end this target's heartbeats; back off, never spin
