@@ -85,13 +85,15 @@ def _parser():
     install.add_argument("--monitor", action="store_true", help="install and enable phonehome-monitor instead of the agent (a monitor server; "
                               "an agent with a [monitor] table already runs one inside)")
     install.add_argument("--no-enable", action="store_true", help="write the units but do not enable them")
-    firstboot = with_config(command(
-        "firstboot", _firstboot, "Import phonehome.toml, wpa_supplicant.conf or phonehome-wifi.txt, and "
-                                 "authorized_keys from the SD card's boot partition, then remove them from it "
-                                 "(run at boot by phonehome-firstboot.service)."))
+    firstboot = command("firstboot", _firstboot, "Import phonehome.toml, wpa_supplicant.conf or phonehome-wifi.txt, "
+                                                 "and authorized_keys from the SD card's boot partition, then "
+                                                 "remove them from it (run at boot by phonehome-firstboot.service; "
+                                                 "exit 0 done or nothing there, 1 a file was not imported).")
     firstboot.add_argument("--boot", default="/boot/firmware", metavar="DIR",
                            help="the boot partition (default /boot/firmware)")
     firstboot.add_argument("--root", default="/", metavar="DIR", help="the system to import into (default /)")
+    firstboot.add_argument("--config", metavar="FILE",
+                           help=f"where the config goes (default {DEFAULT_PATH} under --root)")
     command("config-reference", _config_reference, "Print the configuration reference (Markdown).")
     clock = sub.add_parser("time", help="Check the clock against NTP servers; set the time zone.",
                            description="Check the clock against NTP servers; set the time zone.")
@@ -252,12 +254,14 @@ def _install(args):
 
 
 def _firstboot(args):
-    from appliance.firstboot import run
+    import time
+
+    from appliance.firstboot import card_for, run
 
     if not os.path.isdir(args.boot):
         print(f"phonehome: {args.boot} is not a directory; is the boot partition mounted?", file=sys.stderr)
         return EXIT_PROBLEM
-    problems = run(args.boot, args.root, args.config)
+    problems = run(card_for(args.boot, args.root, args.config), now_wall=time.time())
     return EXIT_PROBLEM if problems else EXIT_OK
 
 

@@ -1,113 +1,105 @@
-"""The read-only root: the flag the agent keeps, what /proc/mounts says, and the initramfs script for real."""
+"""The read-only root's flag beside the config, and what rootfs.state makes of /proc/mounts and the boot report.
+The initramfs script itself runs for real in test_rootfs_overlay.py."""
 
 import os
-import shutil
-import subprocess
 
 import pytest
 
 from appliance import rootfs
 
-SCRIPT = os.path.join(os.path.dirname(rootfs.__file__), "system", "initramfs", "phonehome-overlay")
-MOUNTS_OVERLAY = """/dev/mmcblk0p2 /run/phonehome-root/base ext4 ro,noatime 0 0
-phonehome-ram /run/phonehome-root/ram tmpfs rw 0 0
-phonehome-root / overlay rw,lowerdir=/run/phonehome-root/base 0 0
-/dev/mmcblk0p2 /etc/phonehome ext4 rw,noatime 0 0
-"""
-MOUNTS_PLAIN = "/dev/mmcblk0p2 / ext4 rw,noatime 0 0\nproc /proc proc rw 0 0\n"
+OVERLAY_OPTIONS = "rw,relatime,lowerdir=/run/rootfs-base,upperdir=/run/rootfs-rw/upper,workdir=/run/rootfs-rw/work"
+# As on an appliance booted with the overlay: the card under /run, the binds back from it, the rootfs first.
+MOUNTS_OVERLAY = """\
+rootfs / rootfs rw 0 0
+sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+/dev/mmcblk0p2 /run/rootfs-base ext4 ro,noatime,commit=30 0 0
+rootfs-rw /run/rootfs-rw tmpfs rw,relatime,mode=755 0 0
+rootfs-overlay / overlay {overlay_options} 0 0
+/dev/mmcblk0p2 /etc/phonehome ext4 rw,noatime,commit=30 0 0
+/dev/mmcblk0p2 /var/lib/phonehome ext4 rw,noatime,commit=30 0 0
+""".format(overlay_options=OVERLAY_OPTIONS)
+MOUNTS_WRITABLE = "/dev/mmcblk0p2 / ext4 rw,noatime,commit=30 0 0\nproc /proc proc rw,relatime 0 0\n"
+MOUNTS_READ_ONLY = "/dev/mmcblk0p2 / ext4 ro,relatime 0 0\n"
+# An overlay somewhere else (a container's) is not the root.
+MOUNTS_OTHER_OVERLAY = MOUNTS_WRITABLE + "overlay /var/lib/docker/x overlay rw,lowerdir=/a 0 0\n"
 
 
-def test_flag_follows_the_setting(tmp_path):
-    config = tmp_path / "phonehome.toml"
-    assert rootfs.set_flag(str(config), True) is True
-    assert (tmp_path / "read-only-root").exists()
-    assert rootfs.set_flag(str(config), True) is False
-    assert rootfs.set_flag(str(config), False) is True
-    assert not (tmp_path / "read-only-root").exists()
+def test_the_flag_sits_beside_the_config_file(tmp_path):
+    assert rootfs.flag_path(str(tmp_path / "phonehome.toml")) == str(tmp_path / "read-only-root")
+    assert rootfs.flag_path("/etc/phonehome/phonehome.toml") == "/etc/phonehome/read-only-root"
 
 
-@pytest.mark.parametrize("mounts, flag, text", [
-    (MOUNTS_PLAIN, False, "writable"),
-    (MOUNTS_PLAIN, True, "writable; read-only after the next reboot"),
-    (MOUNTS_OVERLAY, True, "read-only (RAM overlay)"),
-    (MOUNTS_OVERLAY, False, "read-only (RAM overlay); writable after the next reboot"),
+def test_the_flag_follows_the_setting_and_an_existing_one_is_left_alone(tmp_path):
+    config = str(tmp_path / "phonehome.toml")
+    flag = tmp_path / "read-only-root"
+    assert rootfs.set_flag(config, True) is True
+    assert "read_only_root" in flag.read_text()
+    os.utime(flag, (1000, 1000))
+    assert rootfs.set_flag(config, True) is False
+    assert flag.stat().st_mtime == 1000  # not rewritten: its age says since when it is set
+    assert rootfs.set_flag(config, False) is True
+    assert not flag.exists()
+    assert rootfs.set_flag(config, False) is False
+
+
+def test_a_flag_that_cannot_be_written_raises(tmp_path):
+    with pytest.raises(OSError):
+        rootfs.set_flag(str(tmp_path / "missing-dir" / "phonehome.toml"), True)
+
+
+@pytest.mark.parametrize("text, found", [
+    (MOUNTS_OVERLAY, ("overlay", OVERLAY_OPTIONS)),
+    (MOUNTS_WRITABLE, ("ext4", "rw,noatime,commit=30")),
+    (MOUNTS_OTHER_OVERLAY, ("ext4", "rw,noatime,commit=30")),
+    ("", ("", "")),
+    ("garbage\n\n/ /\n", ("", "")),
 ])
-def test_state_says_what_is_mounted_and_what_comes(tmp_path, mounts, flag, text):
+def test_the_mount_of_root_in_effect_is_the_last_one_listed(text, found):
+    assert rootfs.root_mount(text) == found
+
+
+STATES = [
+    # mounts, flag, boot report, mounted, reboot pending, text
+    (MOUNTS_WRITABLE, False, "", "writable", False, "writable"),
+    (MOUNTS_WRITABLE, True, "", "writable", True, "writable; read-only (overlay) after the next reboot"),
+    (MOUNTS_OVERLAY, True, "on\n", "read-only (overlay)", False, "read-only (overlay)"),
+    (MOUNTS_OVERLAY, False, "on\n", "read-only (overlay)", True, "read-only (overlay); writable after the next reboot"),
+    (MOUNTS_OTHER_OVERLAY, False, "", "writable", False, "writable"),
+    (MOUNTS_READ_ONLY, False, "", "read-only", False, "read-only"),
+    (MOUNTS_READ_ONLY, True, "", "read-only", True, "read-only; read-only (overlay) after the next reboot"),
+    (MOUNTS_WRITABLE, True, "failed: cannot mount the overlay\n", "writable", True,
+     "writable: the read-only root was not set up at this boot (cannot mount the overlay)"),
+    (MOUNTS_WRITABLE, True, "off: phonehome.overlay=off is on the kernel command line\n", "writable", True,
+     ("writable: the read-only root was not set up at this boot (phonehome.overlay=off is on the kernel command "
+      "line)")),
+    # The flag was removed after a boot whose overlay failed: nothing is asked for, nothing to explain.
+    (MOUNTS_WRITABLE, False, "failed: cannot mount the overlay\n", "writable", False, "writable"),
+    ("", False, "", "writable", False, "writable"),
+]
+
+
+@pytest.mark.parametrize("mounts, flag, report, mounted, pending, text", STATES)
+def test_describe_says_what_is_mounted_and_what_a_reboot_changes(mounts, flag, report, mounted, pending, text):
+    state = rootfs.describe(mounts, wanted=flag, report=report)
+    assert (state.mounted, state.reboot_pending, state.text) == (mounted, pending, text)
+
+
+@pytest.mark.parametrize("mounts, flag, report, mounted, pending, text", STATES)
+def test_state_reads_the_files(tmp_path, mounts, flag, report, mounted, pending, text):
     (tmp_path / "mounts").write_text(mounts)
-    config = tmp_path / "phonehome.toml"
-    rootfs.set_flag(str(config), flag)
-    assert rootfs.state(str(config), mounts=str(tmp_path / "mounts")).text == text
+    (tmp_path / "report").write_text(report)
+    config = str(tmp_path / "phonehome.toml")
+    rootfs.set_flag(config, flag)
+    state = rootfs.state(config, mounts=str(tmp_path / "mounts"), boot_report=str(tmp_path / "report"))
+    assert (state.mounted, state.wanted, state.reboot_pending, state.text) == (mounted, flag, pending, text)
 
 
-STUBS = """log_warning_msg() { echo "warning: $*"; }
-log_success_msg() { echo "success: $*"; }
-"""
-
-SCENARIO = r"""
-set -e
-R=$1 T=$2
-mount -t tmpfs root-under-test "$R"
-mkdir -p "$R/etc/phonehome" "$R/var/lib/phonehome" "$R/etc/NetworkManager/system-connections" "$R/run"
-echo base > "$R/etc/hostname"
-printf 'LABEL=phonehome-root  /  ext4  defaults,noatime  0  1\nLABEL=PHONEHOME  /boot/firmware  vfat  defaults  0  2\n' \
-    > "$R/etc/fstab"
-[ "$FLAG" = yes ] && touch "$R/etc/phonehome/read-only-root"
-rootmnt=$R PHONEHOME_FUNCTIONS=$T/stubs PHONEHOME_CMDLINE=$T/cmdline PHONEHOME_RUN=$T/run sh "$SCRIPT"
-echo changed > "$R/etc/hostname"
-echo saved > "$R/etc/phonehome/phonehome.toml"
-echo state > "$R/var/lib/phonehome/state.json"
-B=$T/run/phonehome-root/base
-if [ -d "$B/etc" ]; then
-    echo "base hostname: $(cat "$B/etc/hostname")"
-    echo "base config: $(cat "$B/etc/phonehome/phonehome.toml")"
-    echo "base state: $(cat "$B/var/lib/phonehome/state.json")"
-    touch "$B/etc/new-file" 2>/dev/null && echo "base writable" || echo "base read-only"
-    grep -c ' / ' "$R/etc/fstab" || true
-    grep -c 'boot/firmware' "$R/etc/fstab"
-else
-    echo "no overlay; hostname now $(cat "$R/etc/hostname")"
-fi
-"""
+def test_state_without_its_files_or_a_config_file_says_writable(tmp_path):
+    state = rootfs.state("", mounts=str(tmp_path / "none"), boot_report=str(tmp_path / "none"))
+    assert (state.mounted, state.wanted, state.reboot_pending) == ("writable", False, False)
 
 
-def overlay_boot(tmp_path, *, flag, cmdline="root=LABEL=phonehome-root rw rootwait"):
-    (tmp_path / "stubs").write_text(STUBS)
-    (tmp_path / "cmdline").write_text(cmdline + "\n")
-    (tmp_path / "root").mkdir()
-    env = dict(os.environ, SCRIPT=SCRIPT, FLAG="yes" if flag else "no")
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", SCENARIO, "scenario",
-                           str(tmp_path / "root"), str(tmp_path)], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr + done.stdout
-    return done.stdout
-
-
-needs_mounts = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare")
-                                  or "overlay" not in open("/proc/filesystems").read(),
-                                  reason="needs root, unshare and the overlay file system (as on CI)")
-
-
-@needs_mounts
-def test_with_the_flag_the_root_is_an_overlay_and_the_state_stays_writable(tmp_path):
-    out = overlay_boot(tmp_path, flag=True)
-    assert "success: phonehome: root file system read-only" in out
-    assert "base hostname: base" in out  # the change went to RAM
-    assert "base config: saved" in out and "base state: state" in out  # these reach the card
-    assert "base read-only" in out
-    assert out.strip().splitlines()[-2:] == ["0", "1"]  # the overlay's fstab has no root line, keeps the rest
-
-
-@needs_mounts
-def test_without_the_flag_or_with_the_rescue_switch_nothing_changes(tmp_path):
-    assert "no overlay; hostname now changed" in overlay_boot(tmp_path, flag=False)
-    other = tmp_path / "second"
-    other.mkdir()
-    out = overlay_boot(other, flag=True, cmdline="root=LABEL=phonehome-root rw phonehome.overlay=off")
-    assert "off for this boot" in out and "no overlay; hostname now changed" in out
-
-
-def test_the_script_is_valid_posix_sh():
-    for name in ("phonehome-overlay", "phonehome-overlay-hook"):
-        path = os.path.join(os.path.dirname(SCRIPT), name)
-        assert subprocess.run(["sh", "-n", path]).returncode == 0
-        assert os.access(path, os.X_OK)
-        assert subprocess.run(["sh", path, "prereqs"], capture_output=True, text=True).stdout.strip() == ""
+def test_state_reads_this_machines_proc_mounts(tmp_path):
+    with open("/proc/mounts") as f:
+        expected = rootfs.describe(f.read(), wanted=False).mounted
+    assert rootfs.state(str(tmp_path / "phonehome.toml"), boot_report=str(tmp_path / "none")).mounted == expected

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
+from appliance.rootfs import state as rootfs_state
 from appliance.timefmt import format_duration
 
 bp = Blueprint("dashboard", __name__)
@@ -248,7 +249,7 @@ def index():
         uptime=format_duration(snapshot.uptime_s) if snapshot.uptime_s is not None else "unknown",
         rtt_day=rtt_summary(histories), offset_week=offset_summary(offsets),
         display_width=width, display_height=height, display_alt=_display_alt(agent, snapshot), history=items,
-        has_settings="settings.index" in current_app.view_functions,
+        has_settings="settings.index" in current_app.view_functions, rootfs=rootfs_state(agent.config_path),
         clock_text=clock_text, iso=iso, ago=lambda at: ago(at, now_wall), offset_text=_offset_text)
 
 

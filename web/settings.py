@@ -21,6 +21,7 @@ from appliance.config import config_from_table, save_config
 from appliance.config.secrets import masked
 from appliance.config.validate import to_table
 from appliance.errors import ConfigError
+from appliance.rootfs import state as rootfs_state
 from web.settings_forms import place, scrub, secret_values, shown_number
 from web.settings_items import PeerDeviceForm, RemoveItem, TargetForm, entry_key
 from web.settings_sections import CHOICES, SECTIONS
@@ -28,7 +29,7 @@ from web.settings_sections import CHOICES, SECTIONS
 bp = Blueprint("settings", __name__)
 bp.add_app_template_filter(entry_key, "entry_key")
 
-FORM_PAGES = "device, heartbeat, time, display, pins, peers, alerts, web"
+FORM_PAGES = "device, heartbeat, time, display, pins, peers, alerts, web, system"
 _GONE = "that entry is no longer in the settings (changed in another window?); open the list again and pick it anew"
 
 
@@ -67,6 +68,8 @@ def section(name):
     """The page of one part of the config (FORM_PAGES): its form, filled in; POST saves it."""
     config = _agent().config
     context = {"zones": time_zones()} if name == "time" else {}
+    if name == "system":
+        context["rootfs"] = rootfs_state(_agent().config_path)
     if name == "peers":
         context["devices"] = _listed(config.monitor.devices if config.monitor else ())
     response = current_app.make_response(

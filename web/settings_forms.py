@@ -16,7 +16,8 @@ from appliance.config.secrets import masked
 # Which settings page owns a key path, for problems a page cannot show next to one of its own fields.
 OWNERS = (("heartbeat.targets", "Heartbeat targets"), ("heartbeat", "Heartbeat"), ("device", "Device"),
           ("time", "Time"), ("display", "Display"), ("leds", "LEDs and button"), ("button", "LEDs and button"),
-          ("monitor", "Peer watchdog"), ("peer", "Peer watchdog"), ("alerts", "Alerts"), ("web", "Web page"))
+          ("monitor", "Peer watchdog"), ("peer", "Peer watchdog"), ("alerts", "Alerts"), ("web", "Web page"),
+          ("system", "System"))
 
 _INDEX = re.compile(r"\[\d+\]")
 _LAST_INDEX = re.compile(r"\[(\d+)\]$")

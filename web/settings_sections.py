@@ -380,9 +380,28 @@ class WebForm(Section):
         return f"{where}; API token {'set' if web.api_token else 'not set'}"
 
 
+class SystemForm(Section):
+    """The system under the appliance; the page also shows what is mounted now (appliance.rootfs)."""
+
+    name, title = "system", "System"
+    fields = {"read_only_root": "system.read_only_root"}
+    checkboxes = frozenset({"read_only_root"})
+
+    def values(self, config):
+        return {"read_only_root": config.system.read_only_root}
+
+    def apply(self, table, form, config, errors):
+        table.setdefault("system", {})["read_only_root"] = checked(form, "read_only_root")
+
+    def summary(self, config):
+        if config.system.read_only_root:
+            return "root file system read-only with a RAM overlay (from the boot after it was set)"
+        return "root file system writable"
+
+
 # The pages with one form each, by URL name, in the overview's order (targets and peers' devices have lists).
 SECTIONS = {s.name: s for s in (DeviceForm(), HeartbeatForm(), TargetsList(), TimeForm(), DisplayForm(), PinsForm(),
-                                PeersForm(), AlertsForm(), WebForm())}
+                                PeersForm(), AlertsForm(), WebForm(), SystemForm())}
 CHOICES = {"kind": [(k, f"{k}: {TARGET_KIND_NAMES[k]}") for k in TARGET_KINDS],
            "driver": [(d, f"{d}: {DRIVER_NAMES[d]}") for d in DISPLAY_DRIVERS],
            "security": [(s, f"{s}: {SECURITY_NAMES[s]}") for s in SECURITY_MODES]}

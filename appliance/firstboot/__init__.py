@@ -5,13 +5,13 @@ A user may put these files on the partition a PC shows before the Pi boots (see 
 and ``authorized_keys`` (SSH). Each is validated, imported, then removed from the card, because any PC can
 read that partition and the files hold secrets. A file that does not validate is left where it is, nothing of
 it is imported, and ``phonehome-error.txt`` beside it says what is wrong. ``phonehome-imported.txt`` records
-what was imported and when (never a secret). It runs at every boot and does nothing when there is nothing new.
+what was imported and when (never a secret). It runs at every boot and writes nothing when there is nothing new.
 """
 
+import dataclasses
 import logging
 import os
 import shutil
-import subprocess
 import time
 import tomllib
 import uuid
@@ -19,73 +19,146 @@ import uuid
 import tomli_w
 
 from appliance.atomic import fsync_dir, write_atomic
-from appliance.config import load_config, parse_config
-from appliance.errors import ConfigError
-from appliance.firstboot.parse import FileProblem, parse_authorized_keys, parse_simple_wifi, parse_wpa_supplicant
+from appliance.config import DEFAULT_PATH, load_config, parse_config
+from appliance.errors import ConfigError, PhonehomeError
+from appliance.firstboot import render, ssh
+from appliance.firstboot.parse import FileProblem, parse_simple_wifi, parse_wpa_supplicant, text_of
+from appliance.rootfs import root_mount
 
 log = logging.getLogger("phonehome.firstboot")
 
 CONFIG_FILE = "phonehome.toml"
 WIFI_FILES = {"wpa_supplicant.conf": parse_wpa_supplicant, "phonehome-wifi.txt": parse_simple_wifi}
-KEYS_FILE = "authorized_keys"
 ERROR_FILE = "phonehome-error.txt"
 RECORD_FILE = "phonehome-imported.txt"
 CONNECTIONS = "/etc/NetworkManager/system-connections"
-REGDOM = "cfg80211.ieee80211_regdom="
+MODPROBE = "/etc/modprobe.d/phonehome-wifi-country.conf"
 
 
-def run(boot, root, config_path):
-    """Import whatever is on the boot partition at ``boot`` into the system at ``root``; return the problems."""
+@dataclasses.dataclass(frozen=True)
+class Card:
+    """Where the files come from (``boot``, the FAT partition) and go: the system at ``root``, its config file.
+
+    ``read_only_root``: the root is the RAM overlay of [system] read_only_root, so files written outside the
+    directories it keeps (the config, Wi-Fi networks) are gone at the next boot.
+    """
+
+    boot: str
+    root: str = "/"
+    config_path: str = DEFAULT_PATH
+    systemctl: str | None = None
+    read_only_root: bool = False
+
+    def path(self, absolute):
+        return os.path.join(self.root, absolute.lstrip("/"))
+
+
+def card_for(boot, root="/", config_path=None):
+    """The Card for this machine: the config under ``root`` unless given, systemctl if installed."""
+    read_only = False
+    if root == "/":
+        try:
+            with open("/proc/mounts") as f:
+                read_only = root_mount(f.read())[0] == "overlay"
+        except OSError:
+            pass
+    return Card(boot=boot, root=root, config_path=config_path or os.path.join(root, DEFAULT_PATH.lstrip("/")),
+                systemctl=shutil.which("systemctl"), read_only_root=read_only)
+
+
+def run(card, *, now_wall):
+    """Import whatever is on ``card.boot``; return the problems (empty: all imported, or nothing there).
+
+    ``now_wall`` (epoch seconds) stamps phonehome-imported.txt. A file that does not validate changes
+    nothing; a file stays on the card until it is imported; one bad file does not hold up the others.
+    """
+    steps = [(CONFIG_FILE, _import_config)] + [(name, _import_wifi) for name in WIFI_FILES]
+    steps.append((ssh.KEYS_FILE, ssh.import_keys))
     done, problems = [], []
-    steps = [(CONFIG_FILE, lambda path: _import_config(path, config_path))]
-    steps += [(name, lambda path, parse=parse: _import_wifi(path, parse, boot, root))
-              for name, parse in WIFI_FILES.items()]
-    steps.append((KEYS_FILE, lambda path: _import_keys(path, root)))
     for name, step in steps:
-        path = os.path.join(boot, name)
+        path = os.path.join(card.boot, name)
         if not os.path.isfile(path):
+            if os.path.isfile(path + ".txt"):
+                problems.append(f"{name}.txt: rename it to {name} (Windows adds .txt and hides it); it was not "
+                                f"imported")
             continue
         try:
-            what = step(path)
-        except (FileProblem, ConfigError) as exc:
-            problems.append(f"{name}: {exc}")
-            log.error("%s on the boot partition was not imported: %s", name, exc)
-            continue
-        os.unlink(path)
-        done.append(what)
-        log.info("imported %s from the boot partition: %s; removed it from the card", name, what)
-    error_file = os.path.join(boot, ERROR_FILE)
-    if problems:
-        write_atomic(error_file, "phonehome could not import these files from this card, so it left them here:\n\n"
-                     + "\n".join(f"- {p}" for p in problems)
-                     + "\n\nFix them on a PC and boot the Pi again. Files that were fine were imported.\n")
-    elif os.path.exists(error_file) and not any(os.path.exists(os.path.join(boot, n)) for n, _ in steps):
-        os.unlink(error_file)
+            with open(path, "rb") as f:
+                what = step(card, name, text_of(f.read(), name))
+        except (FileProblem, PhonehomeError) as exc:  # ConfigError is one
+            problems.append(str(exc))
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            problems.append(f"{name}: could not be imported: {exc.strerror or exc}{where}; it is tried again at "
+                            f"the next boot")
+        else:
+            os.unlink(path)
+            done.append(f"{name}: {what}")
+            log.info("imported %s from the boot partition and removed it from there: %s", name, what)
+    for problem in problems:
+        log.error("not imported, left on the boot partition: %s", problem.replace("\n  ", " "))
+    changed = _note_problems(card.boot, problems)
     if done:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        with open(os.path.join(boot, RECORD_FILE), "a") as f:
-            f.writelines(f"{stamp}: {what}\n" for what in done)
-    if done or problems:
-        fsync_dir(boot)
+        _record(card.boot, done, now_wall)
+    if done or changed:
+        fsync_dir(card.boot)  # the removals too: no secret may come back after a power cut
     return problems
 
 
-def _import_config(path, config_path):
-    with open(path, "rb") as f:
-        raw = f.read()
+def _note_problems(boot, problems):
+    """Write (or remove) the error file a user sees on a PC; return whether it changed."""
+    path = os.path.join(boot, ERROR_FILE)
+    if not problems:
+        if not os.path.exists(path):
+            return False
+        os.unlink(path)
+        return True
+    items = "".join("- " + p.replace("\n", "\n  ") + "\n" for p in problems)
+    text = (f"phonehome could not import these files from this card, so they are still here:\n\n{items}\n"
+            "Fix them on a PC and start the appliance again with the card; this note goes away once they are "
+            "imported.\n")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FileProblem("not UTF-8 text; save the file as UTF-8") from None
-    config = parse_config(text, source=CONFIG_FILE, base_dir=os.path.dirname(config_path))
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return False  # the same problems as at the last boot: spare the card a write
+    except FileNotFoundError:
+        pass
+    write_atomic(path, text)
+    return True
+
+
+def _record(boot, done, now_wall):
+    path = os.path.join(boot, RECORD_FILE)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            before = f.read()
+    except FileNotFoundError:
+        before = "What phonehome imported from this card (the files themselves are removed):\n"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now_wall))
+    write_atomic(path, before + "".join(f"{stamp}  {what}\n" for what in done))
+
+
+def _import_config(card, name, text):
+    config_path = card.config_path
+    config = parse_config(text, source=name, base_dir=os.path.dirname(os.path.abspath(config_path)))
     text = _keep_web_address(text, config_path)
-    if os.path.exists(config_path):
-        shutil.copy2(config_path, config_path + ".bak")
-    write_atomic(config_path, text, mode=0o600)
-    directory = os.stat(os.path.dirname(config_path))
-    os.chown(config_path, directory.st_uid, directory.st_gid)  # the agent saves to it from its web page
-    name = config.device.name or "(no device name yet)"
-    return f"config for device {name} with {len(config.heartbeat.targets)} heartbeat target(s)"
+    owner = os.stat(os.path.dirname(os.path.abspath(config_path)))
+    kept = os.path.exists(config_path)
+    if kept:
+        with open(config_path, "rb") as f:
+            _write_owned(config_path + ".bak", f.read(), owner)
+    _write_owned(config_path, text, owner)
+    device = f"device {config.device.name!r}" if config.device.name else "no device name yet"
+    return (f"the config ({device}, {len(config.heartbeat.targets)} heartbeat target(s))"
+            + ("; the previous one is kept as phonehome.toml.bak" if kept else ""))
+
+
+def _write_owned(path, data, owner):
+    # The agent, running as the config directory's owner, saves settings into this file from its web page;
+    # 0600 as everywhere the config is written: it holds tokens.
+    write_atomic(path, data, mode=0o600)
+    if (owner.st_uid, owner.st_gid) != (os.geteuid(), os.getegid()):
+        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _keep_web_address(text, config_path):
@@ -94,7 +167,7 @@ def _keep_web_address(text, config_path):
     Otherwise the page would move to the schema's default, 127.0.0.1, where nobody on the LAN can reach it.
     """
     table = tomllib.loads(text)
-    if "listen" in table.get("web", {}):
+    if "listen" in table.get("web", {}) or not os.path.exists(config_path):
         return text
     try:
         listen = load_config(config_path).web.listen
@@ -104,78 +177,35 @@ def _keep_web_address(text, config_path):
     return tomli_w.dumps(table)
 
 
-def _import_wifi(path, parse, boot, root):
-    with open(path, encoding="utf-8", errors="replace") as f:
-        wifi = parse(f.read())
-    directory = os.path.join(root, CONNECTIONS.lstrip("/"))
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+def _import_wifi(card, name, text):
+    wifi = WIFI_FILES[name](text)
+    directory = card.path(CONNECTIONS)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     for network in wifi.networks:
-        target = os.path.join(directory, f"{connection_id(network.ssid)}.nmconnection")
-        write_atomic(target, nm_keyfile(network), mode=0o600)
+        target = os.path.join(directory, render.connection_file(network.ssid))
+        # The same network imported again keeps its UUID: NetworkManager sees one connection, updated.
+        try:
+            with open(target, encoding="utf-8", errors="replace") as f:
+                known = render.keyfile_uuid(f.read())
+        except FileNotFoundError:
+            known = None
+        write_atomic(target, render.nm_keyfile(network, known or str(uuid.uuid4())), mode=0o600)
     if wifi.country:
-        _set_country(wifi.country, boot, root)
-    names = ", ".join(repr(n.ssid) for n in wifi.networks)
-    return f"Wi-Fi {names}" + (f", country {wifi.country}" if wifi.country else "")
+        _set_country(card, wifi.country)
+    names = ", ".join(repr(n.ssid) + ("" if n.psk else " (open)") for n in wifi.networks)
+    return f"Wi-Fi {names}" + (f"; country {wifi.country}" if wifi.country else "")
 
 
-def connection_id(ssid):
-    """A NetworkManager connection name (and file name) for ``ssid``: readable, safe in a path."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ssid)
-    return f"wifi-{safe}"
-
-
-def nm_keyfile(network):
-    """A NetworkManager keyfile for ``network`` (written as a file: NetworkManager need not be running)."""
-    lines = ["[connection]", f"id={connection_id(network.ssid)}",
-             f"uuid={uuid.uuid5(uuid.NAMESPACE_OID, 'phonehome-wifi-' + network.ssid)}", "type=wifi",
-             "autoconnect=true", f"autoconnect-priority={network.priority}", "",
-             "[wifi]", "mode=infrastructure", f"ssid={network.ssid}", ""]
-    if network.psk:
-        lines += ["[wifi-security]", "key-mgmt=wpa-psk", f"psk={network.psk}", ""]
-    lines += ["[ipv4]", "method=auto", "", "[ipv6]", "method=auto", ""]
-    return "\n".join(lines)
-
-
-def with_country(cmdline, country):
-    """cmdline.txt (one line) with the Wi-Fi regulatory country set, everything else kept."""
-    args = [a for a in cmdline.split() if not a.startswith(REGDOM)]
-    return " ".join(args + [REGDOM + country]) + "\n"
-
-
-def _set_country(country, boot, root):
-    cmdline = os.path.join(boot, "cmdline.txt")
-    if os.path.exists(cmdline):
-        with open(cmdline) as f:
-            write_atomic(cmdline, with_country(f.read(), country))
-    modprobe = os.path.join(root, "etc/modprobe.d/phonehome-wifi-country.conf")
-    os.makedirs(os.path.dirname(modprobe), exist_ok=True)
-    write_atomic(modprobe, f"# The Wi-Fi country from the boot partition.\noptions cfg80211 ieee80211_regdom={country}\n")
-
-
-def _import_keys(path, root):
-    with open(path, encoding="utf-8", errors="replace") as f:
-        keys = parse_authorized_keys(f.read())
-    ssh = os.path.join(root, "root/.ssh")
-    os.makedirs(ssh, mode=0o700, exist_ok=True)
-    os.chmod(ssh, 0o700)
-    target = os.path.join(ssh, "authorized_keys")
+def _set_country(card, country):
+    """The Wi-Fi country on the kernel command line (in force from the first moment) and for modprobe."""
+    cmdline = os.path.join(card.boot, "cmdline.txt")
     try:
-        with open(target) as f:
-            have = [line.rstrip("\n") for line in f]
+        with open(cmdline, encoding="utf-8") as f:
+            before = f.read()
     except FileNotFoundError:
-        have = []
-    new = [k for k in keys if k not in have]
-    write_atomic(target, "".join(f"{line}\n" for line in have + new), mode=0o600)
-    _enable_ssh(root)
-    return f"{len(new)} new SSH key(s) for root ({len(keys) - len(new)} already there); SSH switched on"
-
-
-def _enable_ssh(root):
-    live = root == "/" and os.path.isdir("/run/systemd/system")
-    command = ["systemctl", "enable", "ssh.service"] if root == "/" else \
-        ["systemctl", f"--root={root}", "enable", "ssh.service"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise FileProblem(f"the keys were installed but SSH could not be switched on: {done.stderr.strip()}")
-    if live:  # this boot too, not only the next one
-        subprocess.run(["systemctl", "start", "--no-block", "ssh.service"], capture_output=True)
+        before = None
+    if before is not None and render.with_country(before, country) != before:
+        write_atomic(cmdline, render.with_country(before, country))
+    modprobe = card.path(MODPROBE)
+    os.makedirs(os.path.dirname(modprobe), exist_ok=True)
+    write_atomic(modprobe, render.modprobe_text(country))
