@@ -72,7 +72,8 @@ def agent_toml():
 [device]
 name = "{DEVICE}"
 [heartbeat]
-interval_s = 5
+interval_s = 10
+timeout_s = 5
 [[heartbeat.targets]]
 url = "http://{MONITOR_IN_GUEST}/api/v1/heartbeat"
 token = "{TOKEN}"
@@ -185,8 +186,9 @@ def boot_files(raw, work):
         mtools(raw, "mcopy", "-o", f"::/{name}", os.path.join(work, name))
     with open(os.path.join(work, "cmdline.txt")) as f:
         args = [a for a in f.read().split() if not a.startswith("console=")]
-    # The Pi's serial console is ttyS1; QEMU's virt board has a PL011 at ttyAMA0.
-    cmdline = " ".join(args + ["console=ttyAMA0"])
+    # The Pi's serial console is ttyS1; QEMU's virt board has a PL011 at ttyAMA0. The journal goes to the
+    # console too, so a failed boot can be read from the console log (the journal itself is in RAM).
+    cmdline = " ".join(args + ["console=ttyAMA0", "systemd.journald.forward_to_console=1"])
     return os.path.join(work, kernel[-1]), os.path.join(work, initrd[-1]), cmdline, names
 
 
@@ -361,9 +363,9 @@ def power_cut_during_saves(guest, vm, work, say):
     """Save the config over and over in the VM, then kill QEMU at a random moment of it."""
     config = "/etc/phonehome/phonehome.toml"
     old = guest.run(f"cat {config}")
-    new = old.replace("interval_s = 5", "interval_s = 7")
+    new = old.replace("interval_s = 10", "interval_s = 12")
     if new == old:
-        raise AssertionError(f"the imported config does not say 'interval_s = 5':\n{old}")
+        raise AssertionError(f"the imported config does not say 'interval_s = 10':\n{old}")
     for name, text in (("old.toml", old), ("new.toml", new), ("saver.py", SAVER)):
         with open(os.path.join(work, name), "w") as f:
             f.write(text)

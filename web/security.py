@@ -12,6 +12,13 @@ but it cannot make the browser send this appliance's name or address as
 the Host header. IP literals are always accepted (a browser that uses the
 address is on the appliance's own origin); names must be this machine's
 host name, ``localhost`` or one of ``web.hostnames``.
+
+The setup hotspot (``appliance.wifi``) adds two rules, both only for its
+own clients (addresses in 10.42.0.0/24) while it is up: a foreign Host
+(a phone's captive-portal check; the hotspot's DNS answers every name
+with the appliance) is redirected to the Wi-Fi page by address, and on an
+appliance nobody has claimed yet the ``HOTSPOT_OPEN`` endpoints need no
+session.
 """
 
 import hmac
@@ -23,7 +30,7 @@ from flask import current_app, jsonify, redirect, render_template, request, sess
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from appliance.auth import Passwords, session_key
-from appliance.wifi.nmcli import HOTSPOT_ADDRESS
+from appliance.wifi.nmcli import HOTSPOT_ADDRESS, HOTSPOT_NETWORK
 
 # The acknowledgement link of an alert is public on purpose: its token is itself the permission (an HMAC over
 # one device's one outage, with an expiry; see appliance.monitor.acks), so whoever got the alert can stop its
@@ -107,12 +114,13 @@ def _guard():
         # it send (only remembered HTTP Basic logins, which _token_ok refuses), so this request is a script's own.
         return None if _token_ok() else _refuse(401, "wrong or missing API token: send 'Authorization: Bearer "
                                                      "<web.api_token>' from the config, or log in")
-    hotspot = current_app.extensions["phonehome.hotspot_up"]()
+    hotspot = through_hotspot()
     if not host_allowed(request.host, current_app.extensions["phonehome.web_settings"]()):
         if hotspot:
             # A phone's captive-portal check (any name resolves here while the hotspot is up): send it to the
             # Wi-Fi page by address. A redirect serves none of this page's content to the foreign name.
-            return redirect(f"http://{HOTSPOT_ADDRESS}/wifi", 302)
+            port = request.environ.get("SERVER_PORT", "80")
+            return redirect(f"http://{HOTSPOT_ADDRESS}{'' if port == '80' else ':' + port}/wifi", 302)
         return _refuse(421, f"this page does not answer to the name {_host_name(request.host)!r}; open it by the "
                             f"appliance's own name or IP address, or add the name to web.hostnames")
     if endpoint in PUBLIC or endpoint is None:  # None: no such page, the 404 handler answers
@@ -127,8 +135,20 @@ def _guard():
         return _refuse(401, "log in first, or send 'Authorization: Bearer <web.api_token>'")
     mode = current_app.extensions["phonehome.mode"]
     if mode == "appliance" and not passwords().is_set:
-        return redirect(url_for("auth.setup"))
+        # Through the hotspot, http://10.42.0.1/ leads to the Wi-Fi page: the appliance needs a network first.
+        return redirect(url_for("wifi.page" if hotspot and "wifi.page" in current_app.view_functions
+                                else "auth.setup"))
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def through_hotspot():
+    """True when the setup hotspot is up and this request came from one of its clients."""
+    if not current_app.extensions["phonehome.hotspot_up"]():
+        return False
+    try:
+        return ipaddress.ip_address(request.remote_addr or "") in HOTSPOT_NETWORK
+    except ValueError:
+        return False
 
 
 def _token_ok():

@@ -119,7 +119,7 @@ class AgentRole:
         if self.wifi is None or self.wifi.config != config.wifi:
             if self.wifi is not None:
                 self.wifi.stop()
-            self.wifi = WifiManager(config.wifi)
+            self.wifi = WifiManager(config.wifi, clock=self._clock)
             self.wifi.start()
         if self._config_path:
             try:
