@@ -168,7 +168,7 @@ from appliance.atomic import write_atomic
 path, texts = sys.argv[1], [open(sys.argv[2]).read(), open(sys.argv[3]).read()]
 n = 0
 while True:  # the same atomic write the web page's settings use, as fast as it goes, until the power is cut
-    write_atomic(path, texts[n % 2], mode=0o640)
+    write_atomic(path, texts[n % 2], mode=0o600)
     n += 1
     open("/run/phonehome-saves", "w").write(str(n))
 """
@@ -269,10 +269,19 @@ def main(argv=None):
         check_agent(guest, say, clock)
         wait_for_heartbeat(monitor_port, vm, boot_started, since=time.time() - 1)
         say("heartbeats arrive again after the power cut")
+        turn_on_read_only_root(guest, vm, say)
+        say("third boot, with the read-only root")
+        boot_started = time.monotonic()
+        vm = VM(work, raw, kernel, initrd, cmdline, ports, monitor_port, "console-3.log")
+        guest.wait(vm, BOOT_TIMEOUT_S)
+        check_system(guest, say)
+        check_read_only_root(guest, say)
+        wait_for_heartbeat(monitor_port, vm, boot_started, since=time.time() - 1)
+        say("heartbeats arrive with the read-only root")
         clock.mark("total")
     except (AssertionError, subprocess.TimeoutExpired) as exc:
         say(f"FAILED: {exc}")
-        for log in ("console-1.log", "console-2.log"):
+        for log in ("console-1.log", "console-2.log", "console-3.log"):
             path = os.path.join(work, log)
             if os.path.exists(path):
                 print(f"--- last lines of {path}", flush=True)
@@ -383,6 +392,36 @@ def power_cut_during_saves(guest, vm, work, say):
     saves = guest.run("cat /run/phonehome-saves", check=False).strip()
     vm.power_cut()
     say(f"power cut (QEMU killed) while the VM saves its config over and over (more than {saves} saves done)")
+
+
+def turn_on_read_only_root(guest, vm, say):
+    """Set [system] read_only_root as the settings page does (the agent mirrors it as the initramfs flag), reboot."""
+    config = "/etc/phonehome/phonehome.toml"
+    guest.run(f"printf '\\n[system]\\nread_only_root = true\\n' >> {config}")
+    deadline = time.monotonic() + 120
+    while guest.run("test -e /etc/phonehome/read-only-root && echo yes", check=False).strip() != "yes":
+        if time.monotonic() > deadline:
+            raise AssertionError("the agent did not set the read-only root flag after the config changed")
+        time.sleep(2)
+    say("read_only_root set in the config; the agent set the initramfs flag; rebooting")
+    guest.run("systemctl reboot", check=False)
+    vm.process.wait(timeout=300)  # -no-reboot: QEMU exits when the VM reboots
+
+
+def check_read_only_root(guest, say):
+    """/ is the RAM overlay, the card is read-only under it, and the kept paths still reach the card."""
+    root = guest.run("findmnt -no FSTYPE /").strip()
+    report = guest.run("cat /run/phonehome-overlay", check=False).strip()
+    if root != "overlay":
+        raise AssertionError(f"the root is {root!r}, not the overlay; boot report: {report!r}")
+    guest.run("echo ram > /etc/phonehome-test-ram && echo kept > /var/lib/phonehome/test-kept")
+    on_card = guest.run("ls /run/rootfs-base/etc/phonehome-test-ram /run/rootfs-base/var/lib/phonehome/test-kept",
+                        check=False)
+    if "test-ram" in on_card or "test-kept" not in on_card:
+        raise AssertionError(f"writes went to the wrong place: on the card {on_card!r}")
+    if guest.run("touch /run/rootfs-base/etc/x 2>&1", check=False).find("Read-only") < 0:
+        raise AssertionError("the card under the overlay is writable")
+    say(f"read-only root in effect ({report}): system writes go to RAM, the config and state reach the card")
 
 
 def check_config_survived(guest, work, say):
