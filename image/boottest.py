@@ -228,12 +228,14 @@ def main(argv=None):
     check_layout(names, say)
     key = os.path.join(work, "id_ed25519")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
-    for name, text in (("phonehome.toml", agent_toml()), ("authorized_keys", open(key + ".pub").read())):
+    wifi = 'country=GB\nnetwork={\n    ssid="Test Home"\n    psk="correct horse battery"\n}\n'
+    for name, text in (("phonehome.toml", agent_toml()), ("authorized_keys", open(key + ".pub").read()),
+                       ("wpa_supplicant.conf", wifi)):
         path = os.path.join(work, name)
         with open(path, "w") as f:
             f.write(text)
         mtools(raw, "mcopy", "-o", path, f"::/{name}")
-    say("put phonehome.toml and authorized_keys on the FAT partition")
+    say("put phonehome.toml, authorized_keys and wpa_supplicant.conf on the FAT partition")
 
     monitor_port = free_port()
     monitor_config = os.path.join(work, "monitor.toml")
@@ -342,11 +344,24 @@ def check_first_boot(guest, image_bytes, say):
     fat = guest.run("ls /boot/firmware").split()
     if len(machine_id) != 32 or "ssh_host_ed25519_key" not in keys:
         raise AssertionError(f"no machine id ({machine_id!r}) or no SSH host keys ({keys})")
-    if "phonehome.toml" in fat or "authorized_keys" in fat:
+    if {"phonehome.toml", "authorized_keys", "wpa_supplicant.conf"} & set(fat):
         raise AssertionError(f"the pre-configuration files are still on the FAT partition: {fat}")
+    profiles = guest.run("nmcli -t -f NAME connection show")
+    if "Test Home" not in profiles:
+        raise AssertionError(f"the Wi-Fi network from wpa_supplicant.conf is not in NetworkManager: {profiles!r}")
+    regdom = guest.run("cat /boot/firmware/cmdline.txt")
+    if "cfg80211.ieee80211_regdom=GB" not in regdom:
+        raise AssertionError(f"the Wi-Fi country is not on the kernel command line: {regdom!r}")
     hostname = guest.run("hostname").strip()
     say(f"first boot: root grown to {size // disk.MIB} MiB, machine id {machine_id[:8]}…, host keys made, "
-        f"FAT files imported and removed, hostname {hostname}")
+        f"FAT files imported and removed (Wi-Fi 'Test Home' in NetworkManager, country GB), hostname {hostname}")
+    services = guest.run("systemctl is-active avahi-daemon NetworkManager systemd-timesyncd", check=False).split()
+    watchdog = guest.run("systemctl show -p RuntimeWatchdogUSec --value").strip()
+    persistent_journal = guest.run("test -d /var/log/journal && echo yes || echo no").strip()
+    if services != ["active"] * 3 or watchdog != "14s" or persistent_journal != "no":
+        raise AssertionError(f"avahi/NetworkManager/timesyncd {services}, hardware watchdog {watchdog!r}, "
+                             f"journal on the card: {persistent_journal}")
+    say("avahi (phonehome.local), NetworkManager and timesyncd active; hardware watchdog 14s; journal in RAM")
 
 
 def check_agent(guest, say, clock):

@@ -17,7 +17,7 @@ from appliance.config.secrets import masked
 OWNERS = (("heartbeat.targets", "Heartbeat targets"), ("heartbeat", "Heartbeat"), ("device", "Device"),
           ("time", "Time"), ("display", "Display"), ("leds", "LEDs and button"), ("button", "LEDs and button"),
           ("monitor", "Peer watchdog"), ("peer", "Peer watchdog"), ("alerts", "Alerts"), ("web", "Web page"),
-          ("system", "System"))
+          ("system", "System and Wi-Fi"), ("wifi", "System and Wi-Fi"))
 
 _INDEX = re.compile(r"\[\d+\]")
 _LAST_INDEX = re.compile(r"\[(\d+)\]$")

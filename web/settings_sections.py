@@ -383,20 +383,28 @@ class WebForm(Section):
 class SystemForm(Section):
     """The system under the appliance; the page also shows what is mounted now (appliance.rootfs)."""
 
-    name, title = "system", "System"
-    fields = {"read_only_root": "system.read_only_root"}
-    checkboxes = frozenset({"read_only_root"})
+    name, title = "system", "System and Wi-Fi"
+    fields = {"read_only_root": "system.read_only_root", "hotspot": "wifi.hotspot",
+              "hotspot_after_s": "wifi.hotspot_after_s", "interface": "wifi.interface"}
+    checkboxes = frozenset({"read_only_root", "hotspot"})
 
     def values(self, config):
-        return {"read_only_root": config.system.read_only_root}
+        return {"read_only_root": config.system.read_only_root, "hotspot": config.wifi.hotspot,
+                "hotspot_after_s": shown_number(config.wifi.hotspot_after_s), "interface": config.wifi.interface}
 
     def apply(self, table, form, config, errors):
         table.setdefault("system", {})["read_only_root"] = checked(form, "read_only_root")
+        wifi = table.setdefault("wifi", {})
+        wifi["hotspot"] = checked(form, "hotspot")
+        put(wifi, "hotspot_after_s", number(form, "hotspot_after_s", errors, example="120"))
+        wifi["interface"] = text(form, "interface")
 
     def summary(self, config):
         if config.system.read_only_root:
-            return "root file system read-only with a RAM overlay (from the boot after it was set)"
-        return "root file system writable"
+            root = "root file system read-only with a RAM overlay (from the boot after it was set)"
+        else:
+            root = "root file system writable"
+        return f"{root}; setup hotspot {'on' if config.wifi.hotspot else 'off'}"
 
 
 # The pages with one form each, by URL name, in the overview's order (targets and peers' devices have lists).

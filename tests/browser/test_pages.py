@@ -73,6 +73,7 @@ def test_the_dashboard_shows_the_oled_mirror_and_draws_the_charts(page, applianc
     assert errors == []                                 # nothing refused by the Content-Security-Policy
     screenshot(page, "dashboard")
     for path, name in (("/settings", "settings"), ("/settings/targets", "settings-targets"),
-                       ("/settings/time", "settings-time"), ("/actions", "actions"), ("/password", "password")):
+                       ("/settings/time", "settings-time"), ("/settings/system", "settings-system"),
+                       ("/wifi", "wifi"), ("/actions", "actions"), ("/password", "password")):
         page.goto(appliance.url + path)
         screenshot(page, name)

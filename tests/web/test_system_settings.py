@@ -118,3 +118,26 @@ def test_the_system_page_needs_a_login(appliance):
     appliance.claimed_browser()
     response = appliance.browser().get("/settings/system")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+@pytest.mark.parametrize("form, field, message", [
+    ({"hotspot_after_s": "5"}, "hotspot_after_s", "at least 10"),
+    ({"hotspot_after_s": "soon"}, "hotspot_after_s", "120"),
+    ({"interface": "wl an"}, "interface", "network interface name"),
+])
+def test_bad_hotspot_settings_are_refused_next_to_their_field(appliance, form, field, message):
+    browser = appliance.claimed_browser()
+    before = open(appliance.config_path, "rb").read()
+    sent = {"hotspot": "on", "hotspot_after_s": "120", "interface": "wlan0", **form}
+    answer = browser.post("/settings/system", sent)
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 400 and message in text and f'id="e-{field}"' in text
+    assert open(appliance.config_path, "rb").read() == before
+
+
+def test_the_hotspot_settings_save(appliance):
+    browser = appliance.claimed_browser()
+    answer = browser.post("/settings/system", {"hotspot_after_s": "300", "interface": "wlan1"})
+    assert answer.status_code in (200, 302), answer.get_data(as_text=True)
+    wifi = load_config(appliance.config_path).wifi
+    assert (wifi.hotspot, wifi.hotspot_after_s, wifi.interface) == (False, 300.0, "wlan1")
