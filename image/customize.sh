@@ -39,5 +39,7 @@ step "a unique identity at first boot; no build leftovers"
 rm -f "$root/var/lib/dbus/machine-id" "$root/var/lib/systemd/random-seed" "$root/var/cache/ldconfig/aux-cache"
 ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/* "$root"/var/tmp/*
+# apt's binary caches differ from build to build and are made again when apt needs them.
+rm -f "$root"/var/cache/apt/pkgcache.bin "$root"/var/cache/apt/srcpkgcache.bin
 rm -f "$root"/etc/passwd- "$root"/etc/group- "$root"/etc/shadow- "$root"/etc/gshadow- "$root"/etc/subuid- "$root"/etc/subgid-
 find "$root/opt/phonehome/venv" -name '__pycache__' -path '*pip*' -prune -exec rm -rf {} +

@@ -53,7 +53,9 @@ def assemble(root, build, epoch, say):
     shutil.rmtree(boot_files, ignore_errors=True)
     os.rename(firmware, boot_files)
     os.mkdir(firmware, 0o755)
-    os.utime(firmware, (epoch, epoch))
+    # The move touched /boot and the new mount point: back to the clamped time, or the ext4 tree differs per build.
+    for path in (firmware, os.path.dirname(firmware)):
+        os.utime(path, (epoch, epoch))
     boot_start, boot, root_start, root_mib = layout(tree_bytes(root))
     say(f"boot partition {boot} MiB (FAT32 '{BOOT_LABEL}'), root {root_mib} MiB (ext4 '{ROOT_LABEL}')")
     boot_img = os.path.join(build, "boot.img")

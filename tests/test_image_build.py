@@ -74,8 +74,10 @@ def test_assembled_card_has_both_partitions_with_their_files(tmp_path):
     subprocess.run(["e2fsck", "-fn", str(root_img)], check=True, capture_output=True)
     label = subprocess.run(["e2label", str(root_img)], capture_output=True, text=True, check=True).stdout
     assert label.strip() == disk.ROOT_LABEL
-    # The boot files live on the FAT partition only; the root keeps an empty mount point for it.
+    # The boot files live on the FAT partition only; the root keeps an empty mount point for it, and moving them
+    # out left no build-time stamp on the tree.
     assert os.listdir(root / "boot" / "firmware") == []
+    assert os.stat(root / "boot").st_mtime == os.stat(root / "boot" / "firmware").st_mtime == 1_700_000_000
 
 
 def test_requirements_are_all_pinned(tmp_path):
