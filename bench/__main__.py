@@ -1,56 +1,58 @@
-"""``python -m bench``: every benchmark in turn, then their headline figures and goals together.
+"""``python -m bench`` (``make bench``): every benchmark in turn, then their headline figures and goals together.
 
-Each is also runnable alone: ``python -m bench.detection``, ``python -m bench.ingest``,
-``python -m bench.timecheck``, ``python -m bench.display``, ``python -m bench.web``,
-``python -m bench.monitor_pages``.
+The summary is printed as a table and saved as bench/results/summary-<UTC time>.json, next to each
+benchmark's own JSON. ``--only agent,wire`` runs some of them. Each is also runnable alone with its own
+options: ``python -m bench.agent``, ``bench.wire``, ``bench.detection``, ``bench.ingest``,
+``bench.timecheck``, ``bench.display``, ``bench.web``, ``bench.monitor_pages``.
+
+A benchmark that crashes is reported in the summary and the others still run; the exit code is then 1.
 """
 
+import argparse
+import importlib
+import sys
 import time
+import traceback
 
-from bench import detection, display, ingest, monitor_pages, timecheck, web
-from bench.common import ms, table
+from bench.common import describe_machine, machine, save_results, table, utc_now_text
+
+# In the order they run: the agent's own figures first, then the monitor's, then the pages.
+BENCHMARKS = ("agent", "wire", "detection", "ingest", "timecheck", "display", "web", "monitor_pages")
+HEADERS = ["figure", "samples", "measured", "goal", "met?"]
 
 
-def main():
-    started = time.monotonic()
-    runs = detection.main([])
-    print("\n")
-    result = ingest.main([])
-    print("\n")
-    timecheck.main([])
-    print("\n")
-    display.main([])
-    print("\n")
-    pages = web.main([])
-    print("\n")
-    monitor = monitor_pages.main([])
-    rows = []
-    for r in runs:
-        for label, key in (("detection latency", "detection_s"), ("restore latency", "restore_s")):
-            s = r[key]
-            rows.append([f"{label}, {r['devices_registered']:,} device(s) registered", f"{s['n']} outages",
-                         f"p50 {ms(s['p50'])} ms, p99 {ms(s['p99'])} ms, max {ms(s['max'])} ms",
-                         f"< {detection.GOAL_S * 1000:.0f} ms at p100",
-                         "met" if s["max"] is not None and s["max"] < detection.GOAL_S else "NOT met"])
-    s = result["sustained"]
-    rows.append([f"ingest, {result['devices_registered']:,} devices registered", f"{s['duration_s']:.0f} s",
-                 (f"{s['requests_per_s']:,.0f} heartbeats/s, p50 {s['latency_ms']['p50']:.1f} ms, "
-                 f"p99 {s['latency_ms']['p99']:.1f} ms, {s['non_200']} non-200"),
-                 f">= {ingest.GOAL_PER_S:,}/s (median of {len(result['sustained_runs'])} runs)",
-                 "met" if s["requests_per_s"] >= ingest.GOAL_PER_S and s["non_200"] == 0 else "NOT met"])
-    for state in ("fresh", "full"):
-        v = pages[state]["first"]
-        rows.append([f"dashboard first visit, {state} history", f"{v['ttfb_s']['n']} loads",
-                     f"TTFB p50 {ms(v['ttfb_s']['p50'])} ms, p99 {ms(v['ttfb_s']['p99'])} ms; "
-                     f"{v['wire_bytes'] / 1024:.0f} KiB", "none set", "-"])
-    for r in monitor["requests"][:1] + monitor["requests"][4:5]:
-        s = r["seconds"]
-        rows.append([f"monitor {r['what']}, {monitor['devices_registered']:,} devices", f"{s['n']} requests",
-                     f"p50 {ms(s['p50'])} ms, p99 {ms(s['p99'])} ms", "none set", "-"])
-    print("\n== summary")
-    print(table(["figure", "samples", "measured", "goal", "met?"], rows))
-    print(f"(all benchmarks took {time.monotonic() - started:.0f} s)")
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
+    args = parser.parse_args(argv)
+    names = BENCHMARKS if not args.only else tuple(n.strip() for n in args.only.split(",") if n.strip())
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    started, rows, runs = time.monotonic(), [], {}
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        began = time.monotonic()
+        try:
+            new = module.summary_rows(module.main([]))
+            runs[name] = {"ok": True, "seconds": time.monotonic() - began}
+        except Exception as e:  # noqa: BLE001 (one broken benchmark must not hide the others' figures)
+            traceback.print_exc()
+            new = [[f"{name}: the benchmark failed", "-", f"{type(e).__name__}: {e}", "-", "FAILED"]]
+            runs[name] = {"ok": False, "seconds": time.monotonic() - began, "error": f"{type(e).__name__}: {e}"}
+        rows += new
+        print("\n")
+    took_s = time.monotonic() - started
+    m = machine()
+    print("== summary")
+    print(describe_machine(m))
+    print(table(HEADERS, rows))
+    print(f"(the benchmarks took {took_s:.0f} s)")
+    path = save_results("summary", {"machine": m, "at": utc_now_text(), "took_s": took_s, "benchmarks": runs,
+                                    "headers": HEADERS, "rows": rows})
+    print(f"results: {path}")
+    return 0 if all(r["ok"] for r in runs.values()) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

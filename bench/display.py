@@ -226,5 +226,17 @@ def main(argv=None):
     return {"render_s": rendering, "hour": hour, "memory": memory}
 
 
+def summary_rows(result):
+    """Rows [figure, samples, measured, goal, met?] for ``python -m bench``'s summary table."""
+    hour, memory = result["hour"], result["memory"]
+    worst = max(s["p99"] for s in result["render_s"].values())
+    return [["OLED page render, 128x64", f"{next(iter(result['render_s'].values()))['n']:,} frames a step",
+             f"p99 {worst * 1000:.2f} ms (slowest step)", "none set", "-"],
+            ["display CPU, simulated hour at default settings", f"{hour['ticks']:,} ticks",
+             f"{hour['cpu_s']:.2f} s an hour", "none set", "-"],
+            ["memory the display adds", "1 run",
+             f"+{(memory['rss_after_kib'] - memory['rss_before_kib']) / 1024:.1f} MiB resident", "none set", "-"]]
+
+
 if __name__ == "__main__":
     main()

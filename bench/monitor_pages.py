@@ -202,5 +202,12 @@ def main(argv=None):
     return result
 
 
+def summary_rows(result):
+    """Rows [figure, samples, measured, goal, met?] for ``python -m bench``'s summary table."""
+    return [[f"monitor {r['what']}, {result['devices_registered']:,} devices", f"{r['seconds']['n']} requests",
+             f"p50 {ms(r['seconds']['p50'])} ms, p99 {ms(r['seconds']['p99'])} ms", "none set", "-"]
+            for r in result["requests"][:1] + result["requests"][4:5]]
+
+
 if __name__ == "__main__":
     main()

@@ -38,7 +38,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench.common import ROOT, describe_machine, free_port, machine, save_results, summary, table
+from bench.common import ROOT, describe_machine, free_port, machine, ms, save_results, summary, table
 
 PASSWORD = "correct horse battery"
 STATIC = ("/static/style.css", "/static/vendor/uplot/uPlot.min.css", "/static/vendor/uplot/uPlot.iife.min.js",
@@ -299,6 +299,17 @@ def main(argv=None):
     path = save_results("web", {"machine": m, "repetitions": args.repetitions, "results": results})
     print(f"results: {os.path.relpath(path)}")
     return results
+
+
+def summary_rows(results):
+    """Rows [figure, samples, measured, goal, met?] for ``python -m bench``'s summary table."""
+    rows = []
+    for state in ("fresh", "full"):
+        v = results[state]["first"]
+        rows.append([f"dashboard first visit, {state} history", f"{v['ttfb_s']['n']} loads",
+                     f"TTFB p50 {ms(v['ttfb_s']['p50'])} ms, p99 {ms(v['ttfb_s']['p99'])} ms; "
+                     f"{v['wire_bytes'] / 1024:.0f} KiB", "none set", "-"])
+    return rows
 
 
 if __name__ == "__main__":
