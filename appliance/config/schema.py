@@ -18,13 +18,17 @@ MIN_INTERVAL_S = 0.05
 
 TARGET_KINDS = ("phonehome", "healthchecks", "uptime-kuma", "url")
 SECURITY_MODES = ("starttls", "ssl", "none")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "home\n" through.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\Z")
 
 
 def check_url(value):
     # Only the start of the URL is repeated: ping and push URLs carry their secret in the path.
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[abc": an unclosed IPv6 bracket
+        return "is not a valid URL (an IPv6 address goes in brackets: http://[2001:db8::1]:8081/)"
     if parts.scheme not in ("http", "https"):
         # Only the scheme: in other URL kinds (pover://USER@TOKEN) the host part is the secret.
         shown = f"{parts.scheme}://…" if parts.scheme else "a value without '://'"
@@ -57,7 +61,8 @@ def check_name(value):
 
 def check_listen(value):
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    # isascii: "²".isdigit() is true, yet int("²") fails.
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         return f"must be HOST:PORT with a port from 1 to 65535 (e.g. '127.0.0.1:8081'), got {value!r}"
     return None
 
@@ -266,7 +271,7 @@ def split_host_port(value, *, default_port):
         host, port = value, ""  # a bare IPv6 address has several colons and no port
     if port == "":
         return host, default_port
-    if port is None or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if port is None or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         return host, None
     return host, int(port)
 
