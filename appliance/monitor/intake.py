@@ -14,8 +14,9 @@ from urllib.parse import parse_qsl
 from appliance.text import shorten
 
 MAX_BODY = 64 * 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# \Z, not $: "$" also matches before a trailing newline ("home\n" would pass).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+_BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
 MAX_FAILURE_WINDOWS = 100
 MAX_PEERS = 50
 MAX_POWER_CYCLES = 5
