@@ -194,8 +194,14 @@ def _windows(windows):
 def _number(data, key, *, low, field=None):
     value = data.get(key)
     field = field or key
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadHeartbeat(field, f"must be a number, got {value!r}"[:120])
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits: no float holds it
+        raise BadHeartbeat(field, "must be a number, got one too large for a float") from None
+    if not math.isfinite(value):
+        raise BadHeartbeat(field, f"must be a number, got {value!r}")
     if value < low:
         raise BadHeartbeat(field, f"must be at least {low:g}, got {value:g}")
     return float(value)
