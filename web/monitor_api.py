@@ -30,5 +30,5 @@ def devices():
 @bp.get("/metrics")
 def metrics():
     service = _service()
-    text = render_metrics(service.devices(), received_total=service.received_total)
+    text = render_metrics(service.metric_devices(), received_total=service.received_total)
     return Response(text, mimetype="text/plain; version=0.0.4")

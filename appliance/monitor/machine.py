@@ -44,7 +44,7 @@ class _Record:
         self.gen = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceView:
     """A read-only look at one device, for the API, metrics and logs."""
 
