@@ -1,26 +1,31 @@
-"""Sustained heartbeats per second a real ``phonehome monitor`` takes over loopback, 10,000 devices registered.
+"""Sustained heartbeats per second a real ``phonehome monitor`` takes over loopback, at 10,000 and 100,000 devices.
 
 Each device has its own token; the load generator (Debian's ``wrk`` with a
 Lua script, or, only when wrk is missing, Python processes) rotates over all
 of them, so every request is a valid heartbeat of some device. The monitor
 writes the last heartbeats to SQLite behind, once a second, as in service.
 
-Steps, all against one monitor process:
+Steps, for each size, against one monitor process:
 
 1. memory: the monitor's VmRSS idle with no device registered (a separate
-   short run) and idle with 10,000 registered, before any heartbeat;
-2. first-seen pass: one heartbeat for each of the 10,000 devices (each one
-   stores a FIRST_SEEN event in its own SQLite transaction); reported apart;
-3. sustained: ``wrk -t1 -c32 -d20s --latency``, three times back to back
+   short run) and idle with every device registered, before any heartbeat;
+2. first-seen pass: one heartbeat for each device (each one stores a
+   FIRST_SEEN event in its own SQLite transaction); reported apart;
+3. sustained: ``wrk -t1 -c32 -d15s --latency``, three times back to back
    (the machine may be shared: the median is the headline, and the CPU other
    processes used meanwhile is shown), all devices known; counts
    every answer's status in Lua and the monitor's accepted beats from
-   /metrics (``phonehome_heartbeats_received_total``) before and after;
-4. persistence: the devices the monitor holds in memory, then SIGTERM, then
+   /metrics (``phonehome_heartbeats_received_total``) before and after, so
+   the monitor has also served a full /metrics scrape between runs;
+4. memory per device: (VmRSS after the load - VmRSS with no device) /
+   devices: everything the devices cost once each has been heard and kept
+   its last heartbeat, the scrapes included (the goal is < 2 KB);
+5. persistence: the devices the monitor holds in memory, then SIGTERM, then
    the devices with ``last_heard_at`` in ``devices`` of monitor.sqlite3,
    against the devices wrk sent beats for.
 
-    python -m bench.ingest [--devices 10000] [--duration-s 20] [--repeats 3] [--connections 32] [--profile]
+    python -m bench.ingest [--sizes 10000,100000] [--duration-s 15] [--repeats 3] [--connections 32] [--profile]
+    python -m bench.ingest --quick      (10,000 devices, one 5 s run: about 20 s)
 """
 
 import argparse
@@ -58,12 +63,15 @@ from bench.profile import format_rows, py_spy, summarize
 from bench.wrkscript import WRK_LUA
 
 GOAL_PER_S = 2000
+GOAL_BYTES_PER_DEVICE = 2048
+SIZES = (10_000, 100_000)
 SETTLE_S = 1.0
 SILENCE_S = 3600  # nobody goes down during the benchmark
 PROFILE_RATE_HZ = 200
+STARTUP_WAIT_S = 180.0  # reading 100,000 [[monitor.devices]] takes a while on a busy machine
 
 
-def run(*, devices=10_000, duration_s=20, repeats=3, connections=32, threads=1, use_wrk=True, profile_s=None):
+def run(*, devices=10_000, duration_s=15, repeats=3, connections=32, threads=1, use_wrk=True, profile_s=None):
     """Run every step; return the result dict (see the module docstring).
 
     The sustained load runs ``repeats`` times back to back; "sustained" is
@@ -89,7 +97,7 @@ def run(*, devices=10_000, duration_s=20, repeats=3, connections=32, threads=1, 
                   "rss_kib_idle_no_devices": empty_rss_kib, "startup_s_no_devices": empty_startup_s}
         sent = set()
         with MonitorProcess(config, port, log_path=os.path.join(tmp, "monitor.log")) as monitor:
-            result["startup_s"] = monitor.start()
+            result["startup_s"] = monitor.start(ready_within_s=STARTUP_WAIT_S)
             time.sleep(SETTLE_S)
             result["rss_kib_idle_registered"] = monitor.rss_kib()
             result["monitor_threads"] = monitor.threads()
@@ -121,7 +129,7 @@ def run(*, devices=10_000, duration_s=20, repeats=3, connections=32, threads=1, 
                 sent.update(out.pop("sent_names", None) or _sent_indices(out, fleet))
                 return out
 
-            result["first_seen_pass"] = load(duration_s=120, stop_after=devices)
+            result["first_seen_pass"] = load(duration_s=max(120, devices // 200), stop_after=devices)
             runs = [load(duration_s=duration_s) for _ in range(repeats)]
             result["sustained_runs"] = runs
             result["sustained"] = sorted(runs, key=lambda x: x["requests_per_s"])[len(runs) // 2]  # the median
@@ -144,7 +152,8 @@ def run(*, devices=10_000, duration_s=20, repeats=3, connections=32, threads=1, 
         "db_matches_memory": sum(1 for n in heard if stored.get(n) == memory[n]),
         "sent_but_not_in_db": len(sent - set(stored)),
     }
-    result["rss_bytes_per_device"] = (result["rss_kib_idle_registered"] - empty_rss_kib) * 1024 / devices
+    result["rss_bytes_per_device_idle"] = (result["rss_kib_idle_registered"] - empty_rss_kib) * 1024 / devices
+    result["rss_bytes_per_device"] = (result["rss_kib_after_load"] - empty_rss_kib) * 1024 / devices
     return result
 
 
@@ -160,7 +169,7 @@ def _idle_monitor(tmp, devices):
     """(VmRSS in KiB, startup seconds) of a monitor with ``devices`` registered, idle after start."""
     port, config = _write_config(tmp, f"idle-{len(devices)}", devices)
     with MonitorProcess(config, port, log_path=os.path.join(tmp, f"idle-{len(devices)}.log")) as monitor:
-        startup_s = monitor.start()
+        startup_s = monitor.start(ready_within_s=STARTUP_WAIT_S)
         time.sleep(SETTLE_S)
         return monitor.rss_kib(), startup_s
 
@@ -286,12 +295,12 @@ def report(r):
         ("   accepted = phonehome_heartbeats_received_total delta from /metrics (it also counts the requests "
         "in flight when wrk stopped); cores = CPU seconds / wall seconds; others' = every other process on "
         "this machine meanwhile (/proc/stat, steal included)"),
-        (f"   monitor RSS idle: {r['rss_kib_idle_no_devices'] * mib:.1f} MiB with no device, "
-        f"{r['rss_kib_idle_registered'] * mib:.1f} MiB with {r['devices_registered']:,} "
-        f"= {r['rss_bytes_per_device']:,.0f} bytes per registered device; "
-        f"{r['rss_kib_after_load'] * mib:.1f} MiB after the load, when every device has been heard "
-        f"(+{(r['rss_kib_after_load'] - r['rss_kib_idle_registered']) * 1024 / r['devices_registered']:,.0f} "
-        f"bytes per device)"),
+        (f"   monitor RSS: {r['rss_kib_idle_no_devices'] * mib:.1f} MiB idle with no device; "
+        f"{r['rss_kib_idle_registered'] * mib:.1f} MiB idle with {r['devices_registered']:,} registered "
+        f"({r['rss_bytes_per_device_idle']:,.0f} bytes per device); {r['rss_kib_after_load'] * mib:.1f} MiB after "
+        f"the load, every device heard and {len(r['sustained_runs']) + 1} /metrics scrapes served: "
+        f"{r['rss_bytes_per_device']:,.0f} bytes per registered device (goal < {GOAL_BYTES_PER_DEVICE:,}: "
+        f"{'MET' if r['rss_bytes_per_device'] < GOAL_BYTES_PER_DEVICE else 'NOT MET'})"),
         (f"   monitor startup (until HTTP answers): {r['startup_s_no_devices']:.1f} s with no device, "
         f"{r['startup_s']:.1f} s with {r['devices_registered']:,}; SIGTERM to exit: {r['monitor_stop_s']:.1f} s, "
         f"exit code {r['monitor_exit_code']}"),
@@ -318,11 +327,34 @@ def report(r):
     return "\n".join(lines)
 
 
+def summary_rows(result):
+    """Rows [figure, samples, measured, goal, met] for the overall summary table, two per size."""
+    rows = []
+    for r in result["sizes"]:
+        s = r["sustained"]
+        n = f"{r['devices_registered']:,}"
+        rows.append([f"ingest, {n} devices registered", f"{len(r['sustained_runs'])} x {s['duration_s']:.0f} s",
+                     (f"{s['requests_per_s']:,.0f} heartbeats/s, p50 {s['latency_ms']['p50']:.1f} ms, "
+                      f"p99 {s['latency_ms']['p99']:.1f} ms, {s['non_200']} non-200"),
+                     f">= {GOAL_PER_S:,}/s (median run)",
+                     "met" if s["requests_per_s"] >= GOAL_PER_S and s["non_200"] == 0 else "NOT met"])
+        rows.append([f"monitor memory per device, {n} registered", "1 process",
+                     (f"{r['rss_bytes_per_device']:,.0f} bytes (RSS after the load - RSS with no device; "
+                      f"{r['rss_bytes_per_device_idle']:,.0f} before any heartbeat)"),
+                     f"< {GOAL_BYTES_PER_DEVICE:,} bytes",
+                     "met" if r["rss_bytes_per_device"] < GOAL_BYTES_PER_DEVICE else "NOT met"])
+    return rows
+
+
 def main(argv=None):
+    """Run the benchmark at every size; print it; return {"sizes": [result per size], "machine": ...}."""
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--duration-s", type=int, default=20, help="seconds per sustained run (default 20)")
+    parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES),
+                        help="registered device counts, comma-separated (default 10000,100000)")
+    parser.add_argument("--devices", type=int, default=None, help="one size only (same as --sizes N)")
+    parser.add_argument("--duration-s", type=int, default=15, help="seconds per sustained run (default 15)")
     parser.add_argument("--repeats", type=int, default=3, help="sustained runs, back to back (default 3)")
+    parser.add_argument("--quick", action="store_true", help="10,000 devices, one 5 s run (about 20 s)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
@@ -330,6 +362,11 @@ def main(argv=None):
                         help="then load it again while py-spy samples it (pip install py-spy) and show where time goes")
     parser.add_argument("--profile-s", type=int, default=10, help="seconds py-spy samples for (default 10)")
     args = parser.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    if args.devices:
+        sizes = [args.devices]
+    if args.quick:
+        sizes, args.duration_s, args.repeats = [10_000], 5, 1
     m = machine()
     print("phonehome bench: heartbeat ingest (real monitor process, loopback, write-behind to SQLite)")
     print(f"machine: {describe_machine(m)}; the load generator runs on the same CPUs")
@@ -338,16 +375,23 @@ def main(argv=None):
     if not args.python_load and not shutil.which("wrk"):
         print("wrk not found (apt-get install wrk): falling back to Python load processes, which compete with "
               "the monitor for the same CPUs, so the figure reads low")
-    result = run(devices=args.devices, duration_s=args.duration_s, repeats=args.repeats, connections=args.connections,
-                 threads=args.threads, use_wrk=not args.python_load,
-                 profile_s=args.profile_s if args.profile and py_spy() else None)
+    results = []
+    for devices in sizes:
+        result = run(devices=devices, duration_s=args.duration_s, repeats=args.repeats,
+                     connections=args.connections, threads=args.threads, use_wrk=not args.python_load,
+                     profile_s=args.profile_s if args.profile and py_spy() else None)
+        results.append(result)
+        print()
+        print(report(result))
+        sys.stdout.flush()
+    out = {"bench": "ingest", "at": utc_now_text(), "machine": m, "goal_per_s": GOAL_PER_S,
+           "goal_bytes_per_device": GOAL_BYTES_PER_DEVICE, "sizes": results}
+    path = save_results("ingest", out)
     print()
-    print(report(result))
-    path = save_results("ingest", {"bench": "ingest", "at": utc_now_text(), "machine": m, "goal_per_s": GOAL_PER_S,
-                                   "result": result})
+    print(table(["figure", "samples", "measured", "goal", "met?"], summary_rows(out)))
     print(f"\nsaved {os.path.relpath(path)}")
     sys.stdout.flush()
-    return result
+    return out
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def main(argv=None):
         if not py_spy():
             print("\npy-spy not found: .venv/bin/pip install py-spy")
             return costs
-        ingest.main(["--duration-s", "10", "--repeats", "1", "--profile"])
+        ingest.main(["--sizes", "10000", "--duration-s", "10", "--repeats", "1", "--profile"])
     return costs
 
 
