@@ -1,0 +1,534 @@
+"""Bad input, generated: the heartbeat endpoint, the access-log parser and the config loader, attacked by hypothesis.
+
+Each target gets random input and near-valid input (a good heartbeat, log line or config with one part
+broken). The properties: no 500 and no exception but the documented one; the refusal names the bad field or key
+path; and a refused input changes nothing (device states, stored events and heartbeats, the config file).
+
+The examples are derandomized and no example database is kept, so every run (and CI) tries the same inputs.
+"""
+
+import io
+import json
+import math
+import re
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+import pytest
+import requests
+import tomli_w
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from appliance.alerts.channels import OutboxChannel
+from appliance.clock import Now
+from appliance.config import load_config
+from appliance.config.schema import Alerts, Config, Monitor, MonitoredDevice
+from appliance.errors import ConfigError
+from appliance.monitor.accesslog import AccessLogFollower, parse_line
+from appliance.monitor.service import MonitorService
+from appliance.roles import MonitorRole
+from web import create_monitor_app
+
+pytestmark = pytest.mark.fault
+
+
+def examples(n):
+    """Hypothesis settings for one target: ``n`` examples, the same ones on every run, no time limit per example.
+
+    The monitor, the follower and the config file are shared by the examples on purpose: a refused input must
+    leave them as they were, so each example checks what the ones before it left.
+    """
+    return settings(max_examples=n, database=None, derandomize=True, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+T0 = Now(mono=1000.0, wall=1_700_000_000.0)
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # the device name rule, written out again
+BOOT_ID_RULE = re.compile(r"[A-Za-z0-9-]{1,64}")
+VERDICT_RULE = re.compile(r"[a-z][a-z-]{0,19}")
+
+
+class FixedClock:
+    def now(self):
+        return T0
+
+
+# -- the heartbeat endpoint -------------------------------------------------------------------------------------
+
+TOKENS = {"home": "home-token-0123", "cabin": "cabin-token-4567"}
+
+
+@pytest.fixture(scope="module")
+def monitor(tmp_path_factory):
+    """A MonitorService on a real SQLite file behind the real Flask app (test client); home has beaten once."""
+    root = tmp_path_factory.mktemp("monitor")
+    config = Config(data_dir=str(root / "data"), alerts=Alerts(outbox_dir=str(root / "outbox")),
+                    monitor=Monitor(devices=tuple(MonitoredDevice(name=n, token=t) for n, t in TOKENS.items())))
+    service = MonitorService(config, clock=FixedClock(),
+                             channels=[OutboxChannel(str(root / "outbox"), stream=io.StringIO())])
+    client = create_monitor_app(service).test_client()
+    r = client.post("/api/v1/heartbeat", data=json.dumps(good_beat()), content_type="application/json",
+                    headers={"Authorization": f"Bearer {TOKENS['home']}"})
+    assert r.status_code == 200, r.get_json()
+    service.flush()
+    yield service, client
+    service.stop()
+
+
+def good_beat():
+    """A heartbeat with every optional part, each holding one entry, so every field has a path to break."""
+    return {
+        "device": "home", "sent_at": T0.wall - 0.2, "seq": 7, "boot_id": "3f1c-44aa-9e0b", "uptime_s": 600.5,
+        "agent_started_at": T0.wall - 300, "version": "0.1.0",
+        "send_failures": [{"from": T0.wall - 900, "to": T0.wall - 800, "failures": 3}],
+        "time": {"verdict": "ok", "reason": "in step", "service": "timesyncd", "zone": "UTC", "offset_ms": 1.5,
+                 "jitter_ms": 0.3, "checked_at": T0.wall - 60, "synchronized": True},
+        "peers": [{"name": "garage-pi", "state": "down", "last_heard_at": T0.wall - 700, "down_since": T0.wall - 400,
+                   "power_cycles": [{"at": T0.wall - 100, "came_back_at": None}]}],
+    }
+
+
+def snapshot(service):
+    """Everything a heartbeat could change: device views, counters, stored events and stored heartbeats."""
+    service.flush()
+    return (service.devices(), service.received_total, service.store.events(limit=10_000),
+            service.store.last_beats())
+
+
+def post(client, body, content_type, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return client.post("/api/v1/heartbeat", data=body, headers=headers)
+
+
+def assert_refusal(r):
+    """A 4xx in JSON that says what is wrong; a 400 from the intake names the field its message starts with."""
+    assert 400 <= r.status_code < 500, (r.status_code, r.get_data()[:300])
+    answer = r.get_json()
+    assert answer["ok"] is False and answer["error"].strip(), answer
+    if "field" in answer and answer["field"]:
+        assert answer["error"].startswith(f"{answer['field']}: "), answer
+    return answer
+
+
+# Header values as a client can send them: latin-1 text without line breaks (HTTP has no other way).
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80)
+# JSON values of every kind, nested, with non-finite and huge numbers and any unicode.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-10**400, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20)
+beat_like = st.dictionaries(
+    st.sampled_from(["device", "sent_at", "seq", "boot_id", "uptime_s", "time", "peers", "send_failures",
+                     "version", "agent_started_at"]) | st.text(max_size=10), json_values, max_size=8)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    beat_like.map(lambda d: json.dumps(d).encode()),
+    st.dictionaries(st.sampled_from(["device", "sent_at", "seq", "uptime_s", "boot_id", "x"]),
+                    st.text(max_size=30), max_size=5).map(lambda d: urlencode(d).encode()),
+    st.integers(min_value=1, max_value=20_000).map(lambda n: b"[" * n + b"]" * n),
+)
+content_types = st.one_of(st.none(), st.sampled_from([
+    "application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "application/x-www-form-urlencoded",
+    "text/plain", "multipart/form-data; boundary=x", "", ";;;"]), header_text)
+authorizations = st.one_of(st.none(), st.sampled_from([f"Bearer {t}" for t in TOKENS.values()]),
+                           st.sampled_from(["Bearer", "Bearer ", "Basic aG9tZTp4", f"bearer  {TOKENS['home']}  "]),
+                           header_text)
+
+
+@examples(1200)
+@given(body=bodies, content_type=content_types, authorization=authorizations)
+def test_random_requests_are_never_a_500_and_a_refusal_changes_nothing(monitor, body, content_type, authorization):
+    service, client = monitor
+    before = snapshot(service)
+    r = post(client, body, content_type, authorization)
+    if r.status_code == 200:  # a curl-style form with a known device and its token is a good heartbeat
+        assert r.get_json()["ok"] is True
+        return
+    assert_refusal(r)
+    assert snapshot(service) == before
+
+
+def _bad_numbers(low=0.0):
+    """JSON values that are not a number >= ``low``: NaN, infinities, too large for a float, below, other kinds."""
+    below = [] if low == -math.inf else [st.floats(max_value=low - 1e-6, min_value=-1e300),
+                                         st.integers(max_value=math.floor(low) - 1, min_value=-10**20)]
+    return st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, True, False, "12", None, [1], {"a": 1}]),
+                     st.integers(min_value=10**309, max_value=10**400), st.text(max_size=8), *below)
+
+
+def _not_whole(low=0):
+    return st.one_of(st.sampled_from([True, False, None, "3", 3.0, 1.5, math.nan, [3]]),
+                     st.integers(max_value=low - 1, min_value=-10**30))
+
+
+not_str = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.lists(st.integers(), max_size=2),
+                    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+not_str_or_null = not_str.filter(lambda v: v is not None)
+_W, _P, _C = "send_failures[0]", "peers[0]", "peers[0].power_cycles[0]"
+# (path to the field, bad values for it); a path is where the intake's message must point.
+BREAKS = [
+    ("device", st.one_of(not_str, st.text(max_size=70).filter(lambda s: not NAME_RULE.fullmatch(s)))),
+    ("sent_at", _bad_numbers()), ("uptime_s", _bad_numbers().filter(lambda v: v is not None)),
+    ("agent_started_at", _bad_numbers().filter(lambda v: v is not None)),
+    ("seq", _not_whole()),
+    ("boot_id", st.one_of(not_str_or_null, st.text(max_size=70).filter(lambda s: not BOOT_ID_RULE.fullmatch(s)))),
+    ("version", st.one_of(not_str_or_null, st.text(min_size=33, max_size=50))),
+    ("send_failures", st.one_of(st.sampled_from([None, {}, "x", 1]), st.lists(st.just({}), min_size=101,
+                                                                             max_size=101))),
+    (_W, st.one_of(not_str, st.text(max_size=5))),
+    (f"{_W}.from", _bad_numbers()), (f"{_W}.to", _bad_numbers(low=T0.wall - 900)), (f"{_W}.failures", _not_whole()),
+    ("time", st.one_of(not_str_or_null.filter(lambda v: not isinstance(v, dict)), st.text(max_size=5))),
+    ("time.verdict", st.one_of(not_str, st.text(max_size=25).filter(lambda s: not VERDICT_RULE.fullmatch(s)))),
+    ("time.reason", not_str_or_null), ("time.zone", not_str_or_null),
+    ("time.offset_ms", _bad_numbers(low=-math.inf).filter(lambda v: v is not None)),
+    ("time.checked_at", _bad_numbers(low=-math.inf).filter(lambda v: v is not None)),
+    ("time.synchronized", st.one_of(st.integers(), st.text(max_size=5), st.floats())),
+    ("peers", st.one_of(st.sampled_from([{}, "x", 1, True]), st.lists(st.just({}), min_size=51, max_size=51))),
+    (_P, st.one_of(not_str_or_null.filter(lambda v: not isinstance(v, dict)), st.text(max_size=5))),
+    (f"{_P}.name", st.one_of(not_str, st.text(max_size=70).filter(lambda s: not NAME_RULE.fullmatch(s)))),
+    (f"{_P}.state", st.one_of(not_str, st.text(max_size=8).filter(lambda s: s not in ("up", "down", "new")))),
+    (f"{_P}.down_since", _bad_numbers().filter(lambda v: v is not None)),
+    (f"{_P}.power_cycles", st.one_of(st.sampled_from([None, {}, "x"]), st.lists(st.just({"at": 1}), min_size=6,
+                                                                               max_size=8))),
+    (_C, st.one_of(not_str_or_null.filter(lambda v: not isinstance(v, dict)), st.text(max_size=5))),
+    (f"{_C}.at", _bad_numbers()), (f"{_C}.came_back_at", _bad_numbers(low=T0.wall - 100).filter(lambda v: v is not None)),
+]
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def broken(path, value):
+    """good_beat() with the field at ``path`` ("peers[0].power_cycles[0].at") set to ``value``."""
+    beat = good_beat()
+    steps = [int(i) if i else k for k, i in _STEP.findall(path)]
+    parent = beat
+    for step in steps[:-1]:
+        parent = parent[step]
+    parent[steps[-1]] = value
+    return beat
+
+
+@examples(900)
+@given(data=st.data())
+def test_a_heartbeat_with_one_bad_field_is_a_400_naming_that_field_and_changes_nothing(monitor, data):
+    service, client = monitor
+    path, values = data.draw(st.sampled_from(BREAKS), label="field")
+    value = data.draw(values, label="value")
+    beat = broken(path, value)
+    before = snapshot(service)
+    r = post(client, json.dumps(beat, allow_nan=True).encode(), "application/json", f"Bearer {TOKENS['home']}")
+    answer = assert_refusal(r)
+    # An object where an object is due is judged by its own fields: the message names the first bad one in it.
+    named = answer["field"]
+    assert r.status_code == 400 and (named == path or named.startswith(f"{path}.")), (path, value, answer)
+    assert snapshot(service) == before
+
+
+@examples(60)
+@given(field=st.sampled_from(["device", "sent_at", "seq", "boot_id", "uptime_s"]))
+def test_a_heartbeat_without_a_required_field_is_a_400_naming_it(monitor, field):
+    service, client = monitor
+    beat = good_beat()
+    del beat[field]
+    before = snapshot(service)
+    answer = assert_refusal(post(client, json.dumps(beat).encode(), "application/json", f"Bearer {TOKENS['home']}"))
+    assert answer["field"] == field
+    assert snapshot(service) == before
+
+
+@examples(40)
+@given(depth=st.integers(min_value=500, max_value=30_000), opener=st.sampled_from([b"[", b'{"a":', b'[{"b":']))
+def test_deeply_nested_json_is_refused_quickly(monitor, depth, opener):
+    service, client = monitor
+    closer = b"]" if opener == b"[" else (b"}" if opener == b'{"a":' else b"}]")
+    body = b'{"device": "home", "sent_at": 1, "seq": 1, "boot_id": "b", "uptime_s": 1, "peers": ' \
+           + opener * depth + b"1" + closer * depth + b"}"
+    before = snapshot(service)
+    started = time.monotonic()
+    r = post(client, body, "application/json", f"Bearer {TOKENS['home']}")
+    assert time.monotonic() - started < 2.0
+    answer = assert_refusal(r)
+    # Past 64 KiB the body is too large; under it, too deep for the parser or not a list of peers.
+    assert r.status_code == 413 if len(body) > 64 * 1024 else answer["field"] in ("", "peers", "peers[0]", "peers[0].name")
+    assert snapshot(service) == before
+
+
+def test_a_huge_body_to_the_real_server_costs_bounded_time_and_memory(tmp_path, free_port):
+    """20 MB sent chunked (no Content-Length) to waitress: refused after at most its 1 MiB cap is read, quickly,
+    without the monitor holding the body in memory, and nothing changes."""
+    config = Config(data_dir=str(tmp_path / "data"), alerts=Alerts(outbox_dir=str(tmp_path / "outbox")),
+                    monitor=Monitor(listen=f"127.0.0.1:{free_port()}",
+                                    devices=(MonitoredDevice(name="home", token=TOKENS["home"]),)))
+    role = MonitorRole(config).start()
+    try:
+        before = snapshot(role.service)
+
+        def chunks():
+            piece = b'{"device": "home", "pad": "' + b"x" * (64 * 1024)
+            for _ in range(20 * 1024 * 1024 // len(piece)):
+                yield piece
+
+        tracemalloc.start()
+        started = time.monotonic()
+        try:
+            r = requests.post(f"http://{config.monitor.listen}/api/v1/heartbeat", data=chunks(), timeout=10,
+                              headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKENS['home']}"})
+            status = r.status_code
+        except requests.ConnectionError:  # the server may close the connection while the client still sends
+            status = None
+        elapsed = time.monotonic() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert status in (413, None)
+        assert elapsed < 5.0
+        # The server's side lives in this process too: its peak (with the client's) stays far below the 20 MB sent.
+        assert peak < 6 * 1024 * 1024, peak
+        assert snapshot(role.service) == before
+    finally:
+        role.stop()
+
+
+# -- the access-log parser --------------------------------------------------------------------------------------
+
+MAGIC = "raspberrypiPhoneHome"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@st.composite
+def near_valid_lines(draw):
+    """A combined-format line whose parts are each right or a little wrong; returns (line, expected epoch or None).
+
+    The expected value is computed here from the parts, independently of the parser: a real date and zone, a
+    request line of METHOD TARGET [HTTP/x], a closing quote, then a status and a size.
+    """
+    day, hour, minute, second = (draw(st.integers(0, 99)) for _ in range(4))
+    month = draw(st.sampled_from(MONTHS) | st.sampled_from(["jan", "JAN", "Foo", "Ja", "Janu"]))
+    year = draw(st.integers(0, 9999))
+    fraction = draw(st.sampled_from(["", ".5", ".123456789", ".", ".1234567890"]))
+    sign = draw(st.sampled_from("+-"))
+    zone_h, zone_m = draw(st.integers(0, 99)), draw(st.integers(0, 99))
+    method = draw(st.sampled_from(["GET", "POST", "-", ""]))
+    target = draw(st.sampled_from([f"/{MAGIC}?1359860402", "/", f"/x?{MAGIC}", "/a b", '/q\\"uote']))
+    protocol = draw(st.sampled_from([" HTTP/1.1", "", " FTP/1", " HTTP/1.0 extra"]))
+    status = draw(st.sampled_from(["200", "-", "20", "2000", "abc"]))
+    size = draw(st.sampled_from(["512", "-", "", "x"]))
+    tail = draw(st.sampled_from(["", ' "-" "curl/7.88"', f' "http://evil/{MAGIC}" "[01/Jan/2020:00:00:00 +0000] \\"'
+                                                         f'GET /{MAGIC} HTTP/1.1\\" 200 1"']))
+    head = f"{day:02d}/{month}/{year:04d}:{hour:02d}:{minute:02d}:{second:02d}{fraction} {sign}{zone_h:02d}{zone_m:02d}"
+    request = f"{method} {target}{protocol}" if method else target
+    line = f'192.0.2.7 - - [{head}] "{request}" {status} {size}{tail}'
+    expected = None
+    try:
+        zone = timezone((-1 if sign == "-" else 1) * timedelta(hours=zone_h, minutes=zone_m))
+        stamp = datetime(year, MONTHS.index(month) + 1, day, hour, minute, second, tzinfo=zone).timestamp()
+    except ValueError:  # a day, hour or zone out of range, an unknown month, the year 0
+        stamp = None
+    parts = request.split()
+    request_ok = len(parts) in (2, 3) and (len(parts) == 2 or parts[2].startswith("HTTP/"))
+    fraction_ok = fraction in ("", ".5", ".123456789")
+    size_ok = size in ("512", "-")
+    if stamp is not None and zone_m < 60 and request_ok and fraction_ok and status in ("200", "-") and size_ok:
+        expected = (stamp + float(fraction or 0), parts[1])
+    return line, expected
+
+
+@examples(1500)
+@given(case=near_valid_lines())
+def test_a_near_valid_log_line_is_read_exactly_when_it_is_valid(case):
+    line, expected = case
+    got = parse_line(line)
+    if expected is None:
+        assert got is None, line
+    else:
+        assert got is not None, line
+        assert got[1] == expected[1] and math.isclose(got[0], expected[0], abs_tol=1e-6), (line, got, expected)
+    assert parse_line(line.encode()) == got
+
+
+@examples(1500)
+@given(line=st.one_of(st.text(max_size=300), st.binary(max_size=300),
+                      st.text(max_size=80).map(lambda s: f'[01/Feb/2013:22:00:02 -0500] "{s}'),
+                      st.text(max_size=80).map(lambda s: f'[{s}] "GET /{MAGIC} HTTP/1.1" 200 1')))
+def test_any_line_is_parsed_or_refused_never_raises(line):
+    got = parse_line(line)
+    assert got is None or (isinstance(got[0], float) and math.isfinite(got[0]) and isinstance(got[1], str))
+
+
+@pytest.fixture(scope="module")
+def follower(tmp_path_factory):
+    """An AccessLogFollower on a real file; every heartbeat it reports is kept in ``heard``."""
+    path = tmp_path_factory.mktemp("accesslog") / "access.log"
+    path.write_bytes(b"")
+    heard = []
+    with AccessLogFollower(path, {MAGIC: "logpi"}, lambda name, epoch: heard.append((name, epoch))) as f:
+        f.poll()
+        yield f, path, heard
+
+
+@examples(300)
+@given(lines=st.lists(st.one_of(near_valid_lines().map(lambda case: case[0].encode()),
+                                st.binary(max_size=200).map(lambda b: b.replace(b"\n", b""))), min_size=1, max_size=8))
+def test_the_follower_reports_a_heartbeat_for_valid_magic_lines_only(follower, lines):
+    f, path, heard = follower
+    before = len(heard)
+    with open(path, "ab") as log:
+        log.write(b"".join(line + b"\n" for line in lines))
+    assert f.poll() == len(lines)
+    wanted = []
+    for line in lines:
+        parsed = parse_line(line)
+        if parsed is not None and MAGIC in parsed[1]:
+            wanted.append(("logpi", parsed[0]))
+    assert heard[before:] == wanted  # a refused line reports nothing, so no device state can change
+
+
+# -- the config loader ------------------------------------------------------------------------------------------
+
+def good_config(data_dir):
+    """A config table using most tables of the schema, valid as it is."""
+    return {
+        "data_dir": data_dir,
+        "device": {"name": "home"},
+        "heartbeat": {"interval_s": 60.0, "timeout_s": 10.0,
+                      "targets": [{"url": "https://monitor.example.com/api/v1/heartbeat", "token": "t0k3n-0123"}]},
+        "monitor": {"listen": "127.0.0.1:8081", "devices": [{"name": "cabin", "token": "cabin-token-1", "site": "lake"}],
+                    "canary_urls": ["https://example.com/"], "public_url": "https://monitor.example.com"},
+        "alerts": {"email": {"smtp_host": "mail.example.com", "sender": "pi@example.com", "to": ["me@example.com"]},
+                   "outbox_dir": "outbox"},
+        "time": {"servers": ["pool.ntp.org", "[2001:db8::1]:123"], "timezone": "Europe/Berlin"},
+        "display": {"driver": "emulator", "i2c_address": 0x3C},
+        "leds": {"green": 17, "red": 27},
+        "button": {"pin": 22},
+        "web": {"listen": "", "hostnames": ["phonehome.lan"], "api_token": "api-token-0123456789"},
+        "wifi": {"hotspot": False, "interface": "wlan0"},
+        "system": {"read_only_root": False},
+    }
+
+
+def _leaves(table, path=""):
+    """(path, parent, key) of every key in ``table``, nested tables and lists of tables included."""
+    for key, value in table.items():
+        here = f"{path}.{key}" if path else key
+        yield here, table, key
+        if isinstance(value, dict):
+            yield from _leaves(value, here)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield from _leaves(item, f"{here}[{i}]")
+
+
+def _leaf_paths():
+    return [path for path, parent, key in _leaves(good_config("/x"))]
+
+
+def _set(table, path, value):
+    for here, parent, key in _leaves(table):
+        if here == path:
+            parent[key] = value
+            return table
+    raise KeyError(path)
+
+
+def _of_another_kind(value):
+    """TOML values of a kind other than ``value``'s: the loader must refuse each (ints are numbers to a float)."""
+    kinds = {bool: st.booleans(), int: st.integers(min_value=-2**63, max_value=2**63 - 1),
+             float: st.floats(allow_nan=True), str: st.text(max_size=20),
+             list: st.lists(st.integers(), max_size=3), dict: st.dictionaries(st.text(max_size=5), st.integers(),
+                                                                             max_size=2)}
+    wrong = [s for kind, s in kinds.items() if not isinstance(value, kind)
+             and not (isinstance(value, float) and kind is int)]
+    return st.one_of(wrong)
+
+
+toml_scalars = st.one_of(st.booleans(), st.integers(min_value=-2**63, max_value=2**63 - 1),
+                         st.floats(allow_nan=True), st.text(max_size=40),
+                         st.sampled_from(["", "²", "a:²", "http://[abc", "http://[::1", "0.0.0.0:0", "x\n", "home\n",
+                                          "http://", "ftp://x", "\u202e", "\x00", "a" * 300, "[v6]:99", "::1"]))
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    """A config file holding a valid config; tests write bad ones and load them, then check it is restored."""
+    root = tmp_path_factory.mktemp("config")
+    return root / "phonehome.toml", str(root / "data")
+
+
+def _load(path, text):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+    before = path.read_bytes()
+    try:
+        return load_config(str(path)), None
+    except ConfigError as exc:
+        assert exc.problems and all(isinstance(p, str) and p.strip() for p in exc.problems)
+        return None, exc
+    finally:
+        assert path.read_bytes() == before  # loading never writes
+
+
+@examples(700)
+@given(data=st.data())
+def test_a_config_with_one_value_of_the_wrong_kind_is_refused_naming_its_key_path(config_file, data):
+    path, data_dir = config_file
+    key = data.draw(st.sampled_from([k for k in _leaf_paths() if k != "data_dir"]), label="key")
+    table = good_config(data_dir)
+    old = next(parent[k] for here, parent, k in _leaves(table) if here == key)
+    value = data.draw(_of_another_kind(old), label="value")
+    # A list for a list: an empty one may be right, a list of numbers for strings is judged item by item.
+    assume(not (isinstance(old, list) and isinstance(value, list)))
+    config, error = _load(path, tomli_w.dumps(_set(table, key, value)))
+    assert config is None, (key, value)
+    assert len(error.problems) == 1 and error.problems[0].startswith(f"{key}: "), (key, value, error.problems)
+
+
+@examples(400)
+@given(data=st.data())
+def test_any_value_at_any_key_is_loaded_or_refused_naming_its_key_path(config_file, data):
+    path, data_dir = config_file
+    key = data.draw(st.sampled_from([k for k in _leaf_paths() if k != "data_dir"]), label="key")
+    old = next(parent[k] for here, parent, k in _leaves(good_config(data_dir)) if here == key)
+    value = data.draw(st.lists(toml_scalars.filter(lambda v: isinstance(v, str)), max_size=3)
+                      if isinstance(old, list) and not isinstance(old[0], dict) else toml_scalars, label="value")
+    config, error = _load(path, tomli_w.dumps(_set(good_config(data_dir), key, value)))
+    if error is not None:
+        # The key itself, or a field of the same table whose check compares with it (timeout_s vs interval_s).
+        table = key.rsplit(".", 1)[0] if "." in key else ""
+        for problem in error.problems:
+            named = problem.split(": ", 1)[0]
+            assert named.startswith(table) or named in ("leds", "button", "device.name", "peer.relay_pin"), \
+                (key, value, error.problems)
+
+
+@examples(300)
+@given(data=st.data())
+def test_unknown_keys_and_tables_are_refused_naming_where_they_are(config_file, data):
+    path, data_dir = config_file
+    tables = ["", "device", "heartbeat", "heartbeat.targets[0]", "monitor", "monitor.devices[0]", "alerts",
+              "alerts.email", "time", "display", "leds", "web", "wifi", "system"]
+    where = data.draw(st.sampled_from(tables), label="table")
+    table = good_config(data_dir)
+    here = table
+    for step, index in _STEP.findall(where):
+        here = here[int(index)] if index else here[step]
+    name = data.draw(st.text(st.characters(codec="utf-8"), min_size=1, max_size=20).filter(lambda k: k not in here),
+                     label="key")
+    here[name] = data.draw(toml_scalars | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+    config, error = _load(path, tomli_w.dumps(table))
+    assert config is None
+    expected = f"{where}.{name}" if where else name
+    assert len(error.problems) == 1 and error.problems[0].startswith(f"{expected}: unknown key"), error.problems
+
+
+@examples(300)
+@given(text=st.one_of(st.binary(max_size=200), st.text(max_size=200),
+                      st.binary(min_size=1, max_size=40).map(lambda b: b"[device]\nname = \"" + b + b"\"\n")))
+def test_any_bytes_as_a_config_file_are_loaded_or_a_config_error(config_file, text):
+    path, _ = config_file
+    _load(path, text)
