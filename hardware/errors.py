@@ -11,9 +11,6 @@ import logging
 import re
 import warnings
 
-from gpiozero import Device
-from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError, PinInvalidPin
-
 from appliance.errors import PhonehomeError
 
 log = logging.getLogger("phonehome.hardware")
@@ -39,6 +36,10 @@ def default_pin_factory(*, what="GPIO", pins=()):
     and ``pins`` only word the error. Raises HardwareUnavailable when no
     factory loads (not a Raspberry Pi, or lgpio missing).
     """
+    # gpiozero is imported where it is used: it costs about 3 MiB of memory, which only configs with GPIO parts
+    # need, while HardwareUnavailable is imported by every agent.
+    from gpiozero import Device
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -56,6 +57,8 @@ def default_pin_factory(*, what="GPIO", pins=()):
 
 def is_gpio_error(exc):
     """True for what gpiozero or a GPIO library raises when a pin cannot be used."""
+    from gpiozero.exc import GPIOZeroError
+
     return (isinstance(exc, (GPIOZeroError, OSError, RuntimeError))
             or type(exc).__module__.partition(".")[0] in _GPIO_LIBRARIES)
 
@@ -88,6 +91,8 @@ def pin_list(pins):
 
 
 def _message(exc, what, pins, setting):
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, PinInvalidPin
+
     where = pin_list(pins)
     if isinstance(exc, BadPinFactory):
         return (f"GPIO is not available here (not a Raspberry Pi, or lgpio missing: 'apt install python3-lgpio'), "

@@ -8,11 +8,9 @@ import logging
 import threading
 
 from appliance.reset import factory_reset
-from hardware.button import ButtonInput
 from hardware.display import DisplayService
 from hardware.oled import open_device
 from hardware.errors import HardwareUnavailable
-from hardware.leds import StatusLeds
 
 log = logging.getLogger("phonehome.hardware")
 
@@ -61,9 +59,14 @@ class StatusPanel:
         code and the factory reset.
         """
         if self.leds is None and self._gpio.due("leds", now):
+            # Imported here: gpiozero costs about 3 MiB of memory, which only configs with LEDs or a button need.
+            from hardware.leds import StatusLeds
+
             self.leds = self._gpio.open("leds", now, lambda: StatusLeds(self._config.leds,
                                                                         pin_factory=self._pin_factory))
         if self.button is None and self._gpio.due("button", now):
+            from hardware.button import ButtonInput
+
             self.button = self._gpio.open("button", now, lambda: ButtonInput(
                 self._config.button, clock=self._clock, on_action=self._on_button,
                 pin_factory=self._pin_factory).start())
