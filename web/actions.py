@@ -20,8 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 import tomli_w
 from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
 
-from appliance.alerts.channels import build_channels
-from appliance.alerts.messages import FOOTER, Message
 from appliance.atomic import write_atomic
 from appliance.config import parse_config
 from appliance.config.secrets import is_masked, masked, masked_paths, masked_table
@@ -132,6 +130,10 @@ def check_time():
 @bp.post("/actions/alert")
 def test_alert():
     """Send a test alert through every configured channel at once; show each channel's outcome."""
+    # Imported here: the alert channels (e-mail, Apprise) cost about 1.5 MiB of memory that an agent without a
+    # monitor needs only for this button.
+    from appliance.alerts.channels import build_channels
+
     agent = _agent()
     config = agent.config
     where = f"set e-mail, an Apprise URL or an outbox directory in {_settings('Alerts')}"
@@ -147,6 +149,8 @@ def test_alert():
 
 
 def _test_message(device, now_wall):
+    from appliance.alerts.messages import FOOTER, Message
+
     name = device or "phonehome"
     summary = f"Test alert from {name} at {_clock_time(now_wall)}: alerts reach you this way."
     body = f"{summary}\n\nNothing is wrong; this was sent from the appliance's Actions page.\n\n{FOOTER}\n"
