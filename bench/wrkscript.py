@@ -1,6 +1,7 @@
 """The wrk Lua script of the ingest benchmark (wrk 4 with LuaJIT, as Debian ships it).
 
-Arguments after ``--``: the data file (one "NAME TOKEN" line per device),
+Each request is a heartbeat as the agent sends it (its clock check
+included), about 440 bytes of JSON. Arguments after ``--``: the data file (one "NAME TOKEN" line per device),
 how many answers to stop after in all (0: run for the whole duration), the
 number of wrk threads and a path prefix: a thread that stopped after its
 share of answers creates PREFIX<thread id>, since wrk itself only ends at
@@ -14,6 +15,10 @@ counts.
 WRK_LUA = r'''
 local threads = {}
 local next_id = 0
+BODY = '{"device":"%s","sent_at":%d.25,"seq":%d,"boot_id":"5f0c2a9e-8d1b-4c3a-9e7f-0a1b2c3d4e5f",' ..
+  '"uptime_s":%d.5,"agent_started_at":%d.75,"send_failures":[],"version":"0.1.0",' ..
+  '"time":{"verdict":"ok","reason":"synchronized by systemd-timesyncd","service":"systemd-timesyncd",' ..
+  '"zone":"Europe/London","offset_ms":1.25,"jitter_ms":0.5,"checked_at":%d.5,"synchronized":true}}'
 
 function setup(thread)
   thread:set("id", next_id)
@@ -37,14 +42,17 @@ function init(args)
   first = math.floor(id * n / nthreads)
   pos = first
   issued, answered, s200, s4xx, s5xx, sother = 0, 0, 0, 0, 0, 0
+  started = os.time() - 3600  -- the agents' start: the same in every beat, as while no agent restarts
 end
 
 function request()
   local i = pos % n + 1
   pos = pos + 1
   issued = issued + 1
-  local body = string.format('{"device":"%s","sent_at":%d,"seq":%d,"boot_id":"wrk-bench","uptime_s":%d}',
-                             names[i], os.time(), issued, issued)
+  -- What the agent sends (appliance.agent.targets.phonehome_payload) with its clock check: the monitor keeps
+  -- each device's last heartbeat, so its memory per device is measured with a real one.
+  local now = os.time()
+  local body = string.format(BODY, names[i], now, issued, issued, started, now)
   return wrk.format("POST", "/api/v1/heartbeat",
                     {["Content-Type"] = "application/json", ["Authorization"] = auth[i]}, body)
 end

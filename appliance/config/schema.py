@@ -142,7 +142,7 @@ class Heartbeat:
             seen.add((t.kind, t.url))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a monitor may hold 100,000 of them (about 100 bytes saved each)
 class MonitoredDevice:
     """A device the monitor watches."""
 

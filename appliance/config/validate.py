@@ -95,6 +95,22 @@ def _convert(hint, value, path, problems, meta):
 MAX_DURATION_S = 31 * 86400
 
 
+_FLOATS = {}
+_FLOATS_MAX = 1024
+
+
+def _shared_float(value):
+    """``float(value)``, one object per distinct value: 100,000 [[monitor.devices]] with the same max_silence_s
+    then hold one float, not 100,000 (24 bytes each). Bounded: past _FLOATS_MAX distinct values, plain floats."""
+    value = float(value)
+    shared = _FLOATS.get(value)
+    if shared is not None:
+        return shared
+    if len(_FLOATS) < _FLOATS_MAX:
+        _FLOATS[value] = value
+    return value
+
+
 def _scalar(hint, value, path, problems, meta):
     bad = len(problems)
     describe = _describe_secret if meta.get("secret") else _describe
@@ -109,7 +125,7 @@ def _scalar(hint, value, path, problems, meta):
             what = "a number of seconds" if meta.get("unit") else "a number"  # e.g. a share
             problems.append(f"{path}: must be {what}, got {describe(value)}")
         else:
-            value = float(value)
+            value = _shared_float(value)
     elif hint is str:
         if not isinstance(value, str):
             problems.append(f"{path}: must be a string, got {describe(value)}")

@@ -7,8 +7,10 @@ or for alerts.
 """
 
 import hmac
+import json
 import logging
 import os
+import sys
 import threading
 
 from appliance.alerts.channels import build_channels
@@ -20,6 +22,7 @@ from appliance.monitor.dispatch import Dispatcher
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.explain import Explainer, log_event
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
+from appliance.monitor.lastbeats import LastBeats
 from appliance.monitor.machine import Machine
 from appliance.monitor.pauses import Pauses, check_pause_s
 from appliance.monitor.runlog import STALL_S
@@ -61,12 +64,12 @@ class MonitorService(QuietControls):
         self.store = Store(os.path.join(config.data_dir, DB_NAME))
         now = self._clock.now()
         self._lock = threading.Lock()
-        self._tokens = {d.name: d.token.encode() for d in settings.devices}
+        self._tokens = _tokens(settings)
         self.machine = Machine(settings.devices, started=now, restored=self.store.restored())
         self._pauses = Pauses(self.store.pauses(), now=now)
         # Site pauses, acknowledged outages, flapping; the ack links' key comes from the secret in data_dir.
         self._quiet = Quiet(self.store, settings, self._pauses, secret=session_key(config.data_dir), now=now)
-        self._beats = self.store.last_beats()
+        self._beats = LastBeats(self.store.last_beat_texts())  # compact: see lastbeats
         self._explain = Explainer(self.machine, self._beats, settings.devices, window_s=settings.site_window_s,
                                   notify_reboots=settings.notify_reboots)
         # The run log (the gap before this start is said once), the canaries, mass silences, the alerts they hold.
@@ -76,8 +79,9 @@ class MonitorService(QuietControls):
         self._unsettled = self._explain.restore(held=self.selfwatch.skip_held(self.store.held_downs()),
                                                 site_outages=self.store.site_outages(),
                                                 open_causes=self.store.open_causes(), now=now)
-        self._verdicts = {name: (b.get("time") or {}).get("verdict") for name, b in self._beats.items()
-                          if (b.get("time") or {}).get("verdict") not in (None, "unknown")}
+        self._verdicts = {name: sys.intern(v) for name, v in
+                          ((name, (b.get("time") or {}).get("verdict")) for name, b in self._beats.items())
+                          if v not in (None, "unknown")}
         self._dirty = {}
         self._outages = self.store.outage_counts()
         self.received_total = 0
@@ -113,7 +117,7 @@ class MonitorService(QuietControls):
             return Answer(400, {"ok": False, "error": str(exc), "field": exc.field})
         scheme, _, token = (authorization or "").partition(" ")
         expected = self._tokens.get(beat["device"])
-        valid = hmac.compare_digest(token.strip().encode(), expected or _NO_TOKEN)
+        valid = hmac.compare_digest(token.strip().encode(), expected.encode() if expected else _NO_TOKEN)
         if scheme.lower() != "bearer" or expected is None or not expected or not valid:
             return Answer(401, {"ok": False, "error": "unknown device or wrong token: check that the device's "
                                                       "name and token match [[monitor.devices]]"})
@@ -132,7 +136,7 @@ class MonitorService(QuietControls):
             events = self._explain.on_beat(previous, beat, old, events, now)
             events += self._clock_change(beat, now)
             self._beats[beat["device"]] = beat
-            self._dirty[beat["device"]] = (now.wall, beat)
+            self._dirty[beat["device"]] = (now.wall, self._beats.raw(beat["device"]))
             state = self.machine.view(beat["device"]).state.value
             if events:
                 self._record(events, now)
@@ -151,7 +155,7 @@ class MonitorService(QuietControls):
             return []
         device = beat["device"]
         old = self._verdicts.get(device)
-        self._verdicts[device] = new["verdict"]
+        self._verdicts[device] = sys.intern(new["verdict"])  # one "ok" for all devices, not one each
         if old is None or old == new["verdict"]:
             return []
         state = self.machine.view(device).state
@@ -170,7 +174,7 @@ class MonitorService(QuietControls):
             events = self.machine.heartbeat(name, now, heard_at=line_epoch)
             view = self.machine.view(name)
             if view.state is not State.NEW:  # kept across a restart, like an HTTP heartbeat's time
-                self._dirty[name] = (view.last_heard_at, self._beats.get(name) or {})
+                self._dirty[name] = (view.last_heard_at, self._beats.raw(name) or {})
             if events:
                 self._record(events, now)
             self._nudge()
@@ -363,7 +367,7 @@ class MonitorService(QuietControls):
         now = self._clock.now()
         with self._lock:
             self.config = config
-            self._tokens = {d.name: d.token.encode() for d in settings.devices}
+            self._tokens = _tokens(settings)
             self.machine.reconfigure(settings.devices, now, restored=self.store.restored())
             # DOWNs held for a site their device is no longer in go out with the next write.
             self._unsettled += self._explain.configure(settings.devices, window_s=settings.site_window_s,
@@ -428,15 +432,16 @@ class MonitorService(QuietControls):
         stays in the process (the allocator keeps it for the thread that made it).
         """
         now = now or self._clock.now()
+        with self._lock:  # the beats are decoded after: heartbeats do not wait for 100,000 json.loads
+            rows = [(v, self._outages.get(v.name, 0), self._beats.raw(v.name)) for v in self.machine.views()]
         out = []
-        with self._lock:
-            for v in self.machine.views():
-                beat = self._beats.get(v.name) or {}
-                out.append({"name": v.name, "state": v.state.value,
-                            "seconds_since_heartbeat": None if v.last_heard_at is None
-                            else max(0.0, now.wall - v.last_heard_at),
-                            "outages_total": self._outages.get(v.name, 0), "time": beat.get("time"),
-                            "clock_offset_ms": beat.get("clock_offset_ms")})
+        for v, outages, raw in rows:
+            beat = json.loads(raw) if raw else {}
+            out.append({"name": v.name, "state": v.state.value,
+                        "seconds_since_heartbeat": None if v.last_heard_at is None
+                        else max(0.0, now.wall - v.last_heard_at),
+                        "outages_total": outages, "time": beat.get("time"),
+                        "clock_offset_ms": beat.get("clock_offset_ms")})
         return out
 
     def device(self, name, now=None):
@@ -466,6 +471,11 @@ class MonitorService(QuietControls):
     def _as_dict(self, view, now, pause):
         return {**device_dict(view, self._beats.get(view.name), outages_total=self._outages.get(view.name, 0),
                               pause=pause, now=now), **self._quiet.describe(view.name, now)}
+
+
+def _tokens(settings):
+    """{name: token} sharing the config's strings (not a bytes copy of each: 65 bytes a device)."""
+    return {d.name: d.token for d in settings.devices}
 
 
 def _magics(settings):

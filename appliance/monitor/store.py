@@ -222,8 +222,13 @@ class Store(QuietRecords, SelfRecords):
         return dataclasses.replace(e, id=event_id)
 
     def save_heartbeats(self, beats):
-        """Write behind the last heartbeat of devices: an iterable of (name, heard_at, beat_dict)."""
-        rows = [(name, heard, json.dumps(beat, separators=(",", ":"))) for name, heard, beat in beats]
+        """Write behind the last heartbeat of devices: an iterable of (name, heard_at, beat).
+
+        ``beat`` is a dict, or its JSON already encoded (str or UTF-8 bytes, as lastbeats.LastBeats holds it).
+        """
+        rows = [(name, heard, beat.decode() if isinstance(beat, bytes) else
+                 beat if isinstance(beat, str) else json.dumps(beat, separators=(",", ":")))
+                for name, heard, beat in beats]
         if not rows:
             return
         with self._tx() as db:
@@ -256,6 +261,11 @@ class Store(QuietRecords, SelfRecords):
         with self._lock:
             rows = self._db.execute("SELECT name, last_beat FROM devices WHERE last_beat IS NOT NULL").fetchall()
         return {name: json.loads(beat) for name, beat in rows}
+
+    def last_beat_texts(self):
+        """{name: last stored heartbeat as its JSON text}: what lastbeats.LastBeats holds, without decoding."""
+        with self._lock:
+            return dict(self._db.execute("SELECT name, last_beat FROM devices WHERE last_beat IS NOT NULL"))
 
     # -- history -------------------------------------------------------
 
