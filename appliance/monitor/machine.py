@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from appliance.monitor.events import Event, Kind, State
 from appliance.timefmt import format_duration
 
+# A difference this large between the wall clock's and the monotonic clock's progress since a device was last
+# heard is a step of the wall clock (NTP setting it), not the slow slew NTP makes (at most 0.5 ms a second).
+WALL_STEP_S = 1.0
+
 
 @dataclass(frozen=True)
 class Restored:
@@ -143,6 +147,7 @@ class Machine:
         by default it is ``now``. Raises KeyError for an unknown device.
         """
         record = self._records[name]
+        self._follow_wall_step(record, now)
         heard_wall = now.wall if heard_at is None else min(heard_at, now.wall)
         heard_mono = now.mono - (now.wall - heard_wall)
         # Only a log line can be older than what we know (a log read out of order); a
@@ -190,8 +195,28 @@ class Machine:
             events.append(self._fire(record, now))
         return events
 
+    def _follow_wall_step(self, record, now):
+        """Move the record's wall times by any step of the wall clock since the device was last heard.
+
+        Lengths of silence then come out as the monotonic clock measured them,
+        and times are on the clock the monitor shows now: a step of a day
+        during an outage makes it neither a day longer nor negative. Without a
+        monotonic reading (restored from the store) there is nothing to compare.
+        """
+        if record.heard_mono is None or record.heard_wall is None:
+            return
+        step = (now.wall - now.mono) - (record.heard_wall - record.heard_mono)
+        if abs(step) < WALL_STEP_S:
+            return
+        record.heard_wall += step
+        if record.outage_started_at is not None:
+            record.outage_started_at += step
+        if record.last_alert_at is not None:
+            record.last_alert_at += step
+
     def _fire(self, record, now):
         name = record.config.name
+        self._follow_wall_step(record, now)
         heard = record.heard_wall
         if record.state is State.UP:
             record.state = State.DOWN
