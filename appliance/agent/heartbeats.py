@@ -182,7 +182,7 @@ class TargetWorker:
             uptime_s=self._uptime(),
             # From the monotonic time since start: right even if NTP stepped the wall clock since.
             agent_started_at=now.wall - (now.mono - self._started.mono),
-            send_failures=self._failures.carried(self._key, now.wall) if target.kind == "phonehome" else (),
+            send_failures=self._failures.carried(self._key, now.wall, mono=now.mono) if target.kind == "phonehome" else (),
             previous_rtt_ms=self._status.last_rtt_ms,
             time=self._time_status() if target.kind == "phonehome" else None,
             peers=self._peers() if target.kind == "phonehome" else None,
@@ -199,7 +199,7 @@ class TargetWorker:
 
     def _failed(self, now, error):
         old = self._status
-        self._failures.failed(self._key, now.wall)
+        self._failures.failed(self._key, now.wall, mono=now.mono)
         self.history.failed(now.wall)
         if old.state != "failing":
             self._failing_since_mono = now.mono
@@ -212,7 +212,7 @@ class TargetWorker:
 
     def _succeeded(self, now, result):
         old = self._status
-        self._failures.succeeded(self._key, now.wall, acknowledged=200 <= result.status < 300)
+        self._failures.succeeded(self._key, now.wall, acknowledged=200 <= result.status < 300, mono=now.mono)
         self.history.succeeded(now.wall, result.rtt_ms)
         if old.state == "failing":
             log.info("heartbeat to %s restored after %s (%d failed send%s)", old.label,

@@ -151,3 +151,15 @@ def test_unwritable_state_is_logged_once_and_never_raises(path, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         f"cannot save {path}: Permission denied; send-failure windows will not survive an agent restart "
         f"(check that the data directory is writable)"]
+
+
+def test_a_wall_clock_step_during_a_window_moves_its_edges_onto_the_clock_of_the_send():
+    # Failed sends from wall 100 (monotonic 10); NTP steps the wall clock a day back at monotonic 500.
+    w = Windows().failed(100.0, mono=10.0).failed(160.0, mono=70.0)
+    day = 86_400.0
+    [carried] = w.carried(1000.0 - day, mono=910.0)
+    assert (carried.from_at, carried.to_at, carried.failures) == (100.0 - day, 1000.0 - day, 2)
+    closed = w.succeeded(1000.0 - day, acknowledged=False, mono=910.0)
+    assert [(c.from_at, c.to_at) for c in closed.carried(1060.0 - day, mono=970.0)] == [(100.0 - day, 1000.0 - day)]
+    # No step (a slew of well under a second): the edges stay exactly as read.
+    assert w.carried(1000.3, mono=910.0)[0].from_at == 100.0

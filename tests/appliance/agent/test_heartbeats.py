@@ -243,8 +243,9 @@ def test_failure_windows_survive_an_agent_restart_but_not_a_reboot(server, make_
     with open(tmp_path / "data" / STATE_FILE) as f:
         saved = json.load(f)
     assert saved["boot_id"] == "boot-A"
-    assert list(saved["targets"].values())[0]["open"] == {"from": failed[0]["sent_at"], "to": None,
-                                                         "failures": len(failed)}
+    opened = list(saved["targets"].values())[0]["open"]
+    assert isinstance(opened.pop("from_mono"), float)  # the same moment on the monotonic clock, for clock steps
+    assert opened == {"from": failed[0]["sent_at"], "to": None, "failures": len(failed)}
 
     good = first_good_beat("boot-A")  # the agent restarted; the Pi did not
     [window] = good[0]["send_failures"]
