@@ -157,6 +157,22 @@ def run(*, devices=10_000, duration_s=15, repeats=3, connections=32, threads=1, 
     return result
 
 
+def hear_all_once(port, fleet, workdir):
+    """One heartbeat for each of ``fleet`` [(name, token)] to the monitor on 127.0.0.1:``port``, by wrk (or
+    Python processes without it); return the load figures (see ``_wrk``). Files go into ``workdir``."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        return python_load(port, fleet, duration_s=max(120, len(fleet) // 200), stop_after=len(fleet))
+    data_file = os.path.join(workdir, "hear-once-devices.txt")
+    with open(data_file, "w", encoding="utf-8") as f:
+        f.writelines(f"{name} {token}\n" for name, token in fleet)
+    script = os.path.join(workdir, "hear-once.lua")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(WRK_LUA)
+    return _wrk(wrk, script, f"http://127.0.0.1:{port}/api/v1/heartbeat", data_file, threads=1, connections=32,
+                duration_s=max(120, len(fleet) // 200), stop_after=len(fleet))
+
+
 def _write_config(tmp, name, devices):
     port = free_port()
     path = os.path.join(tmp, f"{name}.toml")
