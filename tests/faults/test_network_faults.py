@@ -336,6 +336,9 @@ def test_dns_failures_in_a_namespace_of_their_own():
     delivers within one interval once the DNS server answers."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) for a network namespace (CI runs as root)")
+    probe = subprocess.run(["unshare", "--net", "--mount", "--", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {probe.stderr.strip()}")
     options = {"timeout_s": TIMEOUT_S, "interval_s": INTERVAL_S, "failures": DNS_FAILURES}
     done = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, NETNS_SCRIPT, json.dumps(options)],
                           capture_output=True, text=True, timeout=60)
