@@ -98,6 +98,7 @@ def _server_side(tmp):
     _quiet_namespace()
     print("namespace", flush=True)
     sys.stdin.readline()  # the agent's side has moved our end of the veth pair in
+    _no_offload("vb")
     _ip("addr", "add", f"{SERVER_IP}/24", "dev", "vb")
     _ip("link", "set", "vb", "up")
     _ip("neigh", "replace", CLIENT_IP, "lladdr", CLIENT_MAC, "dev", "vb", "nud", "permanent")
@@ -249,7 +250,7 @@ def _client_side(tmp, beats):
             raise RuntimeError("the monitor's side did not start")
         _ip("link", "add", "va", "address", CLIENT_MAC, "type", "veth", "peer", "name", "vb", "address", SERVER_MAC,
             "netns", str(server.pid))
-        offload = _no_offload("va")
+        offload = _no_offload("va")  # and the monitor's side does the same for its end
         _ip("addr", "add", f"{CLIENT_IP}/24", "dev", "va")
         _ip("link", "set", "va", "up")
         _ip("neigh", "replace", SERVER_IP, "lladdr", SERVER_MAC, "dev", "va", "nud", "permanent")
@@ -264,7 +265,10 @@ def _client_side(tmp, beats):
         server.stdin.close()
         tail = server.stdout.read()
         server.wait(timeout=30)
-    server_said = json.loads(tail.strip().splitlines()[-1]) if tail.strip() else {}
+    try:
+        server_said = json.loads(tail.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        server_said = {"server_side_said": tail[-2000:]}
     result.update(server_said)
     with open(os.path.join(tmp, "result.json"), "w", encoding="utf-8") as f:
         json.dump(result, f)
@@ -353,7 +357,8 @@ def _count(action):
     link = delta["rx_bytes"] + delta["tx_bytes"]
     return {"packets": packets, "link_bytes": link, "ip_bytes": link - LINK_HEADER_BYTES * packets,
             "up_ip_bytes": delta["tx_bytes"] - LINK_HEADER_BYTES * delta["tx_packets"],
-            "down_ip_bytes": delta["rx_bytes"] - LINK_HEADER_BYTES * delta["rx_packets"]}
+            "down_ip_bytes": delta["rx_bytes"] - LINK_HEADER_BYTES * delta["rx_packets"],
+            "up_packets": delta["tx_packets"], "down_packets": delta["rx_packets"]}
 
 
 def _per(counts, n):
@@ -416,12 +421,14 @@ def report(result):
     rows = []
     for c in result["cases"]:
         how = "one kept-alive connection" if c["reuse"] else "new connection each (the agent)"
-        rows.append([f"{c['scheme']}, {how}", f"{c['packets']:.1f}", f"{c['up_ip_bytes']:,.0f}",
+        rows.append([f"{c['scheme']}, {how}", f"{c['up_packets']:.1f} + {c['down_packets']:.1f}",
+                     f"{c['up_ip_bytes']:,.0f}",
                      f"{c['down_ip_bytes']:,.0f}", f"{c['ip_bytes']:,.0f}", _daily(c["ip_bytes"])])
     d = result["dns_per_lookup"]
-    rows.append(["  of which: DNS lookup (A + AAAA, UDP)", f"{d['packets']:.1f}", f"{d['up_ip_bytes']:,.0f}",
+    rows.append(["  of which: DNS lookup (A + AAAA, UDP)", f"{d['up_packets']:.1f} + {d['down_packets']:.1f}",
+                 f"{d['up_ip_bytes']:,.0f}",
                  f"{d['down_ip_bytes']:,.0f}", f"{d['ip_bytes']:,.0f}", ""])
-    lines = [table(["per heartbeat", "packets", "IP bytes up", "IP bytes down", "IP bytes", "at one beat a minute"],
+    lines = [table(["per heartbeat", "packets up + down", "IP bytes up", "IP bytes down", "IP bytes", "at one beat a minute"],
                    rows)]
     for c in result["cases"]:
         if c["reuse"]:
