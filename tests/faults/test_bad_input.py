@@ -243,6 +243,27 @@ def test_a_heartbeat_without_a_required_field_is_a_400_naming_it(monitor, field)
     assert snapshot(service) == before
 
 
+@examples(600)
+@given(field=st.sampled_from(["device", "sent_at", "seq", "uptime_s", "boot_id"]), value=st.text(max_size=40))
+def test_a_curl_form_with_one_bad_field_is_a_400_naming_it_or_a_good_beat(monitor, field, value):
+    """The one-line crontab form (only ``device`` required): a value that is not a name, a number or a boot id
+    is a 400 naming its field; nothing changes unless the beat is good."""
+    service, client = monitor
+    sent = {"device": "home", "sent_at": str(T0.wall), "seq": "3", "uptime_s": "60", "boot_id": "3f1c-44aa-9e0b",
+            field: value}
+    before = snapshot(service)
+    r = post(client, urlencode(sent).encode(), "application/x-www-form-urlencoded", f"Bearer {TOKENS['home']}")
+    if r.status_code == 200:
+        event("good beat")
+        return
+    answer = assert_refusal(r)
+    if field == "device" and NAME_RULE.fullmatch(value):  # a well-formed name of no device of ours
+        assert r.status_code == 401, answer
+    else:
+        assert r.status_code == 400 and answer["field"] == field, (field, value, answer)
+    assert snapshot(service) == before
+
+
 @examples(40)
 @given(depth=st.integers(min_value=500, max_value=30_000), opener=st.sampled_from([b"[", b'{"a":', b'[{"b":']))
 def test_deeply_nested_json_is_refused_quickly(monitor, depth, opener):
@@ -401,7 +422,7 @@ def good_config(data_dir):
         "monitor": {"listen": "127.0.0.1:8081", "devices": [{"name": "cabin", "token": "cabin-token-1", "site": "lake"}],
                     "canary_urls": ["https://example.com/"], "public_url": "https://monitor.example.com"},
         "alerts": {"email": {"smtp_host": "mail.example.com", "sender": "pi@example.com", "to": ["me@example.com"]},
-                   "outbox_dir": "outbox"},
+                   "outbox_dir": "outbox", "urls": ["json://127.0.0.1:8080/hook"]},
         "time": {"servers": ["pool.ntp.org", "[2001:db8::1]:123"], "timezone": "Europe/Berlin"},
         "display": {"driver": "emulator", "i2c_address": 0x3C},
         "leds": {"green": 17, "red": 27},
