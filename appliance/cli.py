@@ -161,6 +161,9 @@ def _monitor(args):
     if args.password_stdin:
         print("phonehome: --password-stdin goes with 'phonehome monitor set-password'", file=sys.stderr)
         return EXIT_USAGE
+    from appliance.monitor.memory import one_malloc_arena
+
+    one_malloc_arena()  # before any thread: see appliance.monitor.memory
     config = load_config(args.config)
     return serve(MonitorRole(config), args.config)
 

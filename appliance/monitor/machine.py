@@ -250,6 +250,11 @@ class Machine:
         """DeviceViews of all devices, in name order."""
         return [self.view(n) for n in sorted(self._records)]
 
+    def rows(self):
+        """(name, State, last heard wall-clock time or None) of every device, in name order: lighter than views."""
+        records = self._records
+        return [(n, records[n].state, records[n].heard_wall) for n in sorted(records)]
+
     def state_of(self, name):
         """The State of one device (cheaper than ``view``, for every heartbeat); raises KeyError for an unknown one."""
         return self._records[name].state

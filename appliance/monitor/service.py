@@ -424,25 +424,19 @@ class MonitorService(QuietControls):
         with self._lock:
             return [self._as_dict(v, now, self._quiet.pause_of(v.name, now)) for v in self.machine.views()]
 
-    def metric_devices(self, now=None):
-        """Every device as the few fields /metrics reads (see metrics.render_metrics), in name order.
+    def metric_rows(self, now=None):
+        """Every device as a row for metrics.iter_metrics, in name order: (name, state value, seconds since its
+        last heartbeat or None, outages total, its own clock offset in ms or None, the monitor's estimate in ms
+        or None).
 
         Not ``devices()``: a full dict per device is a few KB, and with 100,000
-        devices a scrape would hold hundreds of MB at once; freed, most of it
-        stays in the process (the allocator keeps it for the thread that made it).
+        devices a scrape would hold hundreds of MB at once. Under the lock only
+        a tuple per device is taken; the last beats are decoded after it.
         """
         now = now or self._clock.now()
-        with self._lock:  # the beats are decoded after: heartbeats do not wait for 100,000 json.loads
-            rows = [(v, self._outages.get(v.name, 0), self._beats.raw(v.name)) for v in self.machine.views()]
-        out = []
-        for v, outages, raw in rows:
-            beat = json.loads(raw) if raw else {}
-            out.append({"name": v.name, "state": v.state.value,
-                        "seconds_since_heartbeat": None if v.last_heard_at is None
-                        else max(0.0, now.wall - v.last_heard_at),
-                        "outages_total": outages, "time": beat.get("time"),
-                        "clock_offset_ms": beat.get("clock_offset_ms")})
-        return out
+        with self._lock:
+            return _MetricRows([(name, state.value, heard, self._outages.get(name, 0), self._beats.raw(name))
+                                for name, state, heard in self.machine.rows()], now.wall)
 
     def device(self, name, now=None):
         """One device's dict as in ``devices``; raises KeyError for an unknown device."""
@@ -471,6 +465,34 @@ class MonitorService(QuietControls):
     def _as_dict(self, view, now, pause):
         return {**device_dict(view, self._beats.get(view.name), outages_total=self._outages.get(view.name, 0),
                               pause=pause, now=now), **self._quiet.describe(view.name, now)}
+
+
+class _MetricRows:
+    """The rows metric_rows returns, made a slice at a time: each last beat is decoded only when its slice is
+    read, so a scrape of 100,000 devices never holds 100,000 decoded rows."""
+
+    __slots__ = ("_snapshot", "_wall")
+
+    def __init__(self, snapshot, wall):
+        self._snapshot, self._wall = snapshot, wall  # [(name, state value, heard wall, outages, raw beat)]
+
+    def __len__(self):
+        return len(self._snapshot)
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            return self[index:index + 1 or None][0]
+        out = []
+        for name, state, heard, outages, raw in self._snapshot[index]:
+            beat = json.loads(raw) if raw else {}
+            out.append((name, state, None if heard is None else max(0.0, self._wall - heard), outages,
+                        (beat.get("time") or {}).get("offset_ms"), beat.get("clock_offset_ms")))
+        return out
+
+
+def _tokens(settings):
+    """{name: token} sharing the config's strings (not a bytes copy of each: 65 bytes a device)."""
+    return {d.name: d.token for d in settings.devices}
 
 
 def _tokens(settings):
