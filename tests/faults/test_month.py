@@ -8,8 +8,9 @@ through bursts of silences near max_silence_s (flaps), and the monitor is stoppe
 data_dir at random moments.
 
 A reference written here from the documented rules says what must come of it: a silence longer than
-max_silence_s is one DOWN and one UP (with its length and cause), unless a restart's grace (no DOWN before the
-monitor has run max_silence_s) lets the device come back first; a shorter silence is nothing; and a device that
+max_silence_s is one DOWN, a REMINDER every reminder_every_s while it lasts, and one UP (with its length and
+cause), unless a restart's grace (no DOWN or reminder before
+the monitor has run max_silence_s) lets the device come back first; a shorter silence is nothing; and a device that
 changes state more than ``flap_threshold`` times within an hour is flapping (appliance.monitor.flapping): its
 changes are recorded but not alerted, one FLAPPING alert goes out instead, and one STEADY once it has kept one
 state for flap_quiet_s. The test compares every stored event and every e-mail with it, and checks that the
@@ -46,13 +47,19 @@ INTERVAL_S = 120.0  # the agent beats every minute by default; every two keeps t
 MAX_SILENCE_S = 300.0
 FLAP_THRESHOLD = 4
 FLAP_QUIET_S = 3600.0
+REMINDER_EVERY_S = 7200.0
 WINDOW_S = 3600.0  # flapping's window (appliance.monitor.flapping.WINDOW_S), written out again
 START = Now(mono=5000.0, wall=1_767_225_600.0)  # 2026-01-01 00:00 UTC
 END = DAYS * 86400.0
 CAUSES = ("power-cut", "internet", "agent-restart", "unknown")
-# Peak traced memory may grow this much from the first week to the fourth, and a week may leave this much behind (the store's caches, the SQLite cursors
-# Python holds, interned strings); the history itself lives in SQLite, not in Python objects.
-MEMORY_SLACK_BYTES = 256 * 1024
+# A week of outages, alerts and restarts may leave this much allocated behind it (the store's caches, interned
+# strings); the history itself lives in SQLite, not in Python objects. A leak of a few hundred bytes per outage
+# (about a thousand a week here) would not pass.
+LEFT_BEHIND_BYTES = 256 * 1024
+# A week's peak (about 1.7-2.0 MiB: a restart holds the old service and the new one at once, a delivery round
+# builds several e-mails) varies by about 15 % from week to week with what happens in it; the fourth week's may
+# exceed the first's by at most this share.
+PEAK_GROWTH = 0.25
 
 
 class Clock:
@@ -126,22 +133,42 @@ def plan_restarts(rng):
 # -- the reference: what the documented rules say must come of the plan --------------------------------------------
 
 
+def _grace(due, since, restarts):
+    """``due`` moved on by each restart after ``since`` and before it: no deadline fires before a restarted
+    monitor has run max_silence_s."""
+    for r in restarts:
+        if since < r < due:
+            due = max(due, r + MAX_SILENCE_S)
+    return due
+
+
 def expected_alerts(silences, restarts):
-    """(alerts, changes) for one device: alerts [(kind, t, silence)] in order; changes [(kind, t, silence)]
-    the DOWN/UP events the monitor must store (alerted or not)."""
-    changes = []
+    """(alerts, stored) for one device: alerts [(kind, t, silence)] that must go out, in order; stored
+    [(kind, t, silence)] the DOWN, REMINDER and UP events the monitor must store, alerted or not."""
+    stored = []
     for last, length, cause in silences:
-        down_at = last + MAX_SILENCE_S
-        for r in restarts:  # a restart before the DOWN fired: no DOWN before it has run max_silence_s again
-            if r < down_at:
-                down_at = max(down_at, r + MAX_SILENCE_S)
-        if down_at < last + length:
-            changes += [("down", down_at, (last, length, cause)), ("up", last + length, (last, length, cause))]
+        silence, up_at = (last, length, cause), last + length
+        down_at = _grace(last + MAX_SILENCE_S, last, restarts)
+        if down_at >= up_at:
+            continue
+        stored.append(("down", down_at, silence))
+        alerted = down_at
+        while True:  # reminders: every reminder_every_s after the last alert while it lasts
+            due = _grace(alerted + REMINDER_EVERY_S, alerted, restarts)
+            if due >= up_at:
+                break
+            stored.append(("reminder", due, silence))
+            alerted = due
+        stored.append(("up", up_at, silence))
     alerts, recent, episode, pending_restarts = [], deque(maxlen=FLAP_THRESHOLD + 1), None, deque(restarts)
-    for kind, t, silence in changes:
+    for kind, t, silence in stored:
         if episode is not None and t >= episode + FLAP_QUIET_S:
             alerts.append(("steady", episode + FLAP_QUIET_S, None))
             episode = None
+        if kind == "reminder":  # not a change; summarised while flapping
+            if episode is None:
+                alerts.append((kind, t, silence))
+            continue
         while pending_restarts and pending_restarts[0] < t:
             pending_restarts.popleft()
             recent.clear()  # a restarted monitor keeps open episodes, not the changes before one
@@ -157,7 +184,7 @@ def expected_alerts(silences, restarts):
         alerts.append((kind, t, silence))
     if episode is not None and episode + FLAP_QUIET_S <= END:
         alerts.append(("steady", episode + FLAP_QUIET_S, None))
-    return alerts, changes
+    return alerts, stored
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -169,7 +196,7 @@ class Month:
         self.config = Config(
             data_dir=str(tmp_path / "data"), alerts=Alerts(outbox_dir=str(self.outbox)),
             monitor=Monitor(devices=tuple(MonitoredDevice(name=n, token=f"{n}-token-0123", max_silence_s=MAX_SILENCE_S,
-                                                          reminder_every_s=0) for n in DEVICES),
+                                                          reminder_every_s=REMINDER_EVERY_S) for n in DEVICES),
                             flap_threshold=FLAP_THRESHOLD, flap_quiet_s=FLAP_QUIET_S,
                             # More than there are devices: no mass silence (selfcheck) holds DOWNs back.
                             mass_silence_min_devices=len(DEVICES) + 1))
@@ -300,12 +327,14 @@ def test_a_month_of_outages_flaps_and_restarts_is_alerted_exactly_as_the_rules_s
         store.close()
     assert not undelivered, undelivered[:5]
     for name in DEVICES:
-        alerts, changes = reference[name]
-        stored = [e for e in events if e.device == name and e.kind.value in ("down", "up")]
-        assert same_times([(e.kind.value, e.at - START.wall) for e in stored], [(k, t) for k, t, _ in changes]), name
-        for e, (kind, t, (last, length, cause)) in zip(stored, changes):
+        alerts, due = reference[name]
+        stored = [e for e in events if e.device == name and e.kind.value in ("down", "reminder", "up")]
+        assert same_times([(e.kind.value, e.at - START.wall) for e in stored], [(k, t) for k, t, _ in due]), name
+        for e, (kind, t, (last, length, cause)) in zip(stored, due):
             assert math.isclose(e.outage_started_at, START.wall + last, abs_tol=1e-3)
-            if kind == "up":
+            if kind != "up":
+                assert math.isclose(e.outage_s, t - last, abs_tol=1e-3), (name, e)
+            else:
                 assert math.isclose(e.outage_s, length, abs_tol=1e-3), (name, e)
                 assert e.cause == cause, (name, e, cause)
         # Which of them went out, and the FLAPPING and STEADY alerts, in order; nothing else.
@@ -336,16 +365,16 @@ def test_a_month_of_outages_flaps_and_restarts_is_alerted_exactly_as_the_rules_s
         checked += 1
 
     counts = Counter(k for n in DEVICES for k, _, _ in reference[n][0])
-    flapping_folded = sum(len(reference[n][1]) for n in DEVICES) - counts["down"] - counts["up"]
-    graced = len(long_) - sum(len(reference[n][1]) for n in DEVICES) // 2
-    print(f"alerts: {dict(counts)}; {flapping_folded} DOWN/UP folded into flapping episodes; {graced} outages "
-          f"ended within a restart's grace; {checked} UP e-mails read")
+    stored_counts = Counter(k for n in DEVICES for k, _, _ in reference[n][1])
+    folded = {k: stored_counts[k] - counts[k] for k in ("down", "reminder", "up")}
+    graced = len(long_) - stored_counts["down"]
+    print(f"alerts: {dict(counts)}; stored but folded into flapping episodes: {folded}; {graced} outages ended "
+          f"within a restart's grace; {checked} UP e-mails read")
     for week, (left, peak) in sorted(traced.items()):
         print(f"week {week}: left {left / 1024:.0f} KiB allocated, peak {peak / 1024:.0f} KiB")
 
-    assert len(silences) >= 2000 and counts["flapping"] >= 20 and counts["steady"] >= 20
+    assert len(silences) >= 2000 and min(counts[k] for k in ("flapping", "steady", "reminder")) >= 20
     assert checked >= 0.9 * counts["up"]
-    # Memory flat: the fourth week's peak is the first's plus at most a small slack, and a week of outages, alerts
-    # and restarts leaves no more than that slack behind.
-    assert traced[4][1] <= traced[1][1] + MEMORY_SLACK_BYTES, traced
-    assert traced[4][0] <= MEMORY_SLACK_BYTES, traced
+    # Memory flat: the fourth week's peak is about the first's, and a week leaves little behind.
+    assert traced[4][1] <= traced[1][1] * (1 + PEAK_GROWTH), traced
+    assert traced[4][0] <= LEFT_BEHIND_BYTES, traced
