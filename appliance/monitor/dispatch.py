@@ -11,18 +11,28 @@ process runs, so a wall-clock step (a Pi getting NTP) neither gives an alert
 up early nor postpones its retry; the wall-clock copy in the store is only for
 a restart and for people.
 
-Delivery is at least once: if the monitor dies after a server accepted a
-message but before the row was marked sent, the message is sent again after
-the restart.
+Delivery is at least once, and at most twice: if the monitor dies after a
+server accepted a message but before the row was marked sent (the few
+milliseconds of that SQLite write), that one message is sent again after
+the restart. Nothing else is ever sent twice: tests/faults/test_power_cuts.py
+kills the sender at random moments to show it.
+
+A disk that is full or read-only must not silence alerts. Events the store
+could not take are handed over with ``send_unstored`` and sent from memory;
+when the store takes them later, ``freeze_unstored`` tells it which channels
+already have them, so their rows are written as sent, not sent again. A row
+that cannot be marked sent is kept sent in memory and marked when the disk
+takes writes again, never resent meanwhile.
 """
 
 import logging
 import random
+import sqlite3
 import threading
 
 from appliance.alerts.messages import compose
 from appliance.backoff import backoff_s
-from appliance.errors import DeliveryError
+from appliance.errors import DeliveryError, StoreError
 from appliance.timefmt import format_duration
 
 log = logging.getLogger("phonehome.alerts")
@@ -51,6 +61,8 @@ class Dispatcher:
         self._wakeups = {}
         self._threads = {}
         self._lock = threading.Lock()
+        self._unmarked = {}    # delivery id -> wall time it was sent, while its row cannot be written
+        self._unstored = []    # _Unstored alerts of events the store could not take, oldest first
         self._use(channels)
 
     @property
@@ -84,13 +96,16 @@ class Dispatcher:
         channel = self._channels.get(name)
         if channel is None:
             return None
+        self._mark_unmarked()
         for delivery in self._store.pending_deliveries(name):
+            if delivery.id in self._unmarked:
+                continue  # sent; only its row still says pending
             wait = self._wait_s(delivery, now)
             if wait > 0:
                 return wait  # keep the order: later alerts wait behind one that waits for a retry
             if not self._send(channel, delivery, now):
                 return self._wait_s(delivery, now)
-        return None
+        return self._tick_unstored(channel, now)
 
     def _wait_s(self, delivery, now):
         due = self._due_mono.get(delivery.id)
@@ -109,7 +124,7 @@ class Dispatcher:
             channel.send(message)
         except DeliveryError as exc:
             return self._failed(channel, delivery, event, now, exc)
-        self._store.delivered(delivery.id, now.wall)
+        self._mark_sent(delivery.id, now.wall)
         self._forget(delivery)
         if channel.name in self._failing:
             self._failing.discard(channel.name)
@@ -128,12 +143,112 @@ class Dispatcher:
             return True  # the next alert may go through
         delay = backoff_s(delivery.attempts + 1, **self._retry)
         self._due_mono[delivery.id] = now.mono + delay
-        self._store.retry_later(delivery.id, now.wall + delay, str(exc))
+        try:
+            self._store.retry_later(delivery.id, now.wall + delay, str(exc))
+        except (StoreError, sqlite3.Error):
+            pass  # the retry time lives in memory as well; the row is only for a restart
         if channel.name not in self._failing:
             self._failing.add(channel.name)
             log.warning("alert channel %s failing: %s; each alert is retried for %s", channel.label, exc,
                         format_duration(self._give_up_after_s))
         return False
+
+    def _mark_sent(self, delivery_id, at):
+        try:
+            self._store.delivered(delivery_id, at)
+        except (StoreError, sqlite3.Error) as exc:
+            if not self._unmarked:
+                log.error("cannot mark sent alerts in %s (%s); they are not sent again, and are marked when "
+                          "the disk takes writes again", self._store.path, exc)
+            self._unmarked[delivery_id] = at
+
+    def _mark_unmarked(self):
+        for delivery_id, at in list(self._unmarked.items()):
+            try:
+                self._store.delivered(delivery_id, at)
+            except (StoreError, sqlite3.Error):
+                return
+            del self._unmarked[delivery_id]
+
+    # -- alerts of events the store could not take ----------------------
+
+    def send_unstored(self, events):
+        """Send ``events`` (not stored: the disk is full or read-only) on every channel, from memory."""
+        with self._lock:
+            self._unstored += [_Unstored(e, set(self._channels)) for e in events]
+        self.wake()
+
+    def freeze_unstored(self):
+        """Before the store takes events it could not take earlier: no new send of them starts.
+
+        Returns ``told(event)``: the channels that have (or are sending) that
+        event's alert, whose rows the store writes as sent. Follow with
+        ``unstored_stored`` when the write succeeded, ``thaw_unstored`` when not.
+        """
+        with self._lock:
+            for item in self._unstored:
+                item.frozen = True
+            told = {id(item.event): item.sent | item.busy for item in self._unstored}
+        return lambda event: told.get(id(event), frozenset())
+
+    def thaw_unstored(self):
+        with self._lock:
+            for item in self._unstored:
+                item.frozen = False
+        self.wake()
+
+    def unstored_stored(self, events):
+        """``events`` are in the store now with rows for the channels not yet told: stop sending them here.
+
+        A send already under way finishes (its row says sent); if it fails it is retried from memory.
+        """
+        ids = {id(e) for e in events}
+        with self._lock:
+            for item in self._unstored:
+                if id(item.event) in ids:
+                    item.todo.clear()
+                    item.frozen = False
+                    item.stored = True
+            self._unstored = [i for i in self._unstored if i.wanted]
+        self.wake()
+
+    def _tick_unstored(self, channel, now):
+        """Send the unstored alerts due on ``channel``; return seconds until one is due again (None: idle)."""
+        while True:
+            with self._lock:
+                waiting = [i for i in self._unstored if channel.name in i.todo and not i.frozen]
+                due = [i for i in waiting if i.due_mono.get(channel.name, 0.0) <= now.mono]
+                if not due:
+                    waits = [i.due_mono[channel.name] - now.mono for i in waiting]
+                    return min(waits) if waits else None
+                item = due[0]
+                item.todo.discard(channel.name)
+                item.busy.add(channel.name)
+            message = compose(item.event)
+            try:
+                channel.send(message)
+            except DeliveryError as exc:
+                self._unstored_failed(channel, item, now, exc)
+                continue
+            with self._lock:
+                item.busy.discard(channel.name)
+                item.sent.add(channel.name)
+                self._unstored = [i for i in self._unstored if i.wanted]
+            log.info("alert sent from memory via %s: %s", channel.label, message.subject)
+
+    def _unstored_failed(self, channel, item, now, exc):
+        item.first_mono.setdefault(channel.name, now.mono)
+        age = now.mono - item.first_mono[channel.name]
+        with self._lock:
+            item.busy.discard(channel.name)
+            if exc.retryable and age < self._give_up_after_s:
+                item.attempts[channel.name] = item.attempts.get(channel.name, 0) + 1
+                item.due_mono[channel.name] = now.mono + backoff_s(item.attempts[channel.name], **self._retry)
+                item.todo.add(channel.name)
+                return
+            self._unstored = [i for i in self._unstored if i.wanted]
+        log.error("alert %s %s given up [%s]: %s", item.event.kind.value.upper(), item.event.device, channel.label,
+                  exc)
 
     def _forget(self, delivery):
         self._seen_mono.pop(delivery.id, None)
@@ -178,3 +293,23 @@ class Dispatcher:
                 log.exception("alert worker for %s failed; retrying in 30 s", name)
                 delay = 30.0
             wakeup.wait(60.0 if delay is None else delay)
+
+
+class _Unstored:
+    """The alert of an event the store could not take, and how far each channel got with it."""
+
+    def __init__(self, event, channels):
+        self.event = event
+        self.todo = channels     # channel names still to send it
+        self.busy = set()        # channel names sending it now
+        self.sent = set()
+        self.frozen = False      # the store is taking it: start no new send
+        self.due_mono = {}       # channel name -> monotonic time of its next try
+        self.first_mono = {}     # channel name -> monotonic time of its first failure
+        self.attempts = {}
+        self.stored = False      # in the store now, with rows for the channels it had not told
+
+    @property
+    def wanted(self):
+        """Kept until the store has it (to tell it which channels have it) and no send of it is left."""
+        return bool(self.todo or self.busy or not self.stored)

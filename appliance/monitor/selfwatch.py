@@ -55,6 +55,7 @@ class SelfWatch:
         self._thread = None
         self._started = False
         self._alive_failing = False
+        self._store_problem = None
 
     # -- from the service, under its lock ---------------------------------------
 
@@ -175,6 +176,12 @@ class SelfWatch:
         except StoreError as exc:
             log.error("cannot write the monitor's clean stop: %s", exc)
 
+    def store_failed(self, path, exc):
+        """The database at ``path`` refused a write with ``exc`` (None: it takes writes again); for ``summary``."""
+        self._store_problem = None if exc is None else (
+            f"Cannot write to its database {path} ({exc}): events are kept in memory and their alerts sent from "
+            f"there; free space on that disk or make data_dir writable, and they are written.")
+
     # -- for people ------------------------------------------------------------------
 
     def summary(self):
@@ -184,7 +191,7 @@ class SelfWatch:
 
     def _summary(self, now):
         times = Times(now.wall, self._tz)
-        parts = []
+        parts = [self._store_problem] if self._store_problem else []
         if self._shown_gap:
             grace = f"; startup grace until {times.short(self._grace_ends)}" if now.wall < self._grace_ends else ""
             parts.append(f"Running since {times.zoned(self.runs.started_at)}; before that the {self._shown_gap}{grace}.")

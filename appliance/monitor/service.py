@@ -248,10 +248,14 @@ class MonitorService(QuietControls):
             if not self._beats_failing:
                 log.error("cannot write heartbeat times to %s (%s); keeping them in memory and retrying",
                           self.store.path, exc)
+            with self._lock:
+                self.selfwatch.store_failed(self.store.path, exc)
             self._beats_failing = True
             return
         if self._beats_failing:
             log.info("heartbeat times written to %s again", self.store.path)
+            with self._lock:
+                self.selfwatch.store_failed(self.store.path, None)
         self._beats_failing = False
 
     def _muted_at(self, now):
@@ -274,14 +278,25 @@ class MonitorService(QuietControls):
         pending = self._unrecorded + fresh
         settles = self._unsettled + more
         muted = self._quiet.muted({e.device for e in pending if e.alerts}, now)
+        # Alerts an earlier failed write left to the dispatcher's memory: their rows say which went out.
+        told = self.dispatcher.freeze_unstored() if self._unrecorded else None
         try:
-            stored = self.store.record(pending, self.dispatcher.channel_names, muted=muted, settle=settles)
+            stored = self.store.record(pending, self.dispatcher.channel_names, muted=muted, settle=settles,
+                                       told=told)
         except Exception as exc:
+            if told is not None:
+                self.dispatcher.thaw_unstored()
             if not self._unrecorded and not self._unsettled:
-                log.error("cannot write events to %s (%s); keeping %d in memory and retrying every second",
-                          self.store.path, exc, len(pending) + len(settles))
+                log.error("cannot write events to %s (%s); keeping %d in memory, sending their alerts from "
+                          "memory and retrying every second", self.store.path, exc, len(pending) + len(settles))
+            self.selfwatch.store_failed(self.store.path, exc)
             self._unrecorded, self._unsettled = pending, settles
+            # A full or read-only disk must not silence alerts: they go out from memory (see dispatch).
+            self.dispatcher.send_unstored([e for e in fresh if _alerts_now(e, muted)])
             return
+        if told is not None:
+            self.dispatcher.unstored_stored(pending)
+        self.selfwatch.store_failed(self.store.path, None)
         if self._unrecorded or self._unsettled:
             log.info("wrote %d held-back event(s) to %s", len(self._unrecorded) + len(self._unsettled),
                      self.store.path)
@@ -498,6 +513,13 @@ def _tokens(settings):
 def _tokens(settings):
     """{name: token} sharing the config's strings (not a bytes copy of each: 65 bytes a device)."""
     return {d.name: d.token for d in settings.devices}
+
+
+def _alerts_now(event, muted):
+    """True when ``event``'s alert goes out now (the store would queue it as pending, not held or muted)."""
+    if not event.alerts or event.held or event.self_held:
+        return False
+    return event.kind in (Kind.SITE_DOWN, Kind.MASS_SILENCE, Kind.MASS_SILENCE_END) or event.device not in muted
 
 
 def _magics(settings):

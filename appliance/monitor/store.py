@@ -146,7 +146,7 @@ class Store(QuietRecords, SelfRecords):
                 "FROM devices d LEFT JOIN outages o ON o.id = d.outage_id").fetchall()
         return {name: Restored(State(state), heard, started, alert) for name, state, heard, started, alert in rows}
 
-    def record(self, events, channels, *, muted=(), settle=()):
+    def record(self, events, channels, *, muted=(), settle=(), told=None):
         """Store events with their outages and device states; queue a delivery per channel.
 
         ``channels`` are the names of the alert channels in force; ``muted``
@@ -157,14 +157,17 @@ class Store(QuietRecords, SelfRecords):
         ``settle`` releases them. ``settle`` holds Settled entries for events
         recorded earlier with held deliveries, done first: their cause is
         written (on the event and its outage) and their deliveries released
-        or dropped. Returns the events with their ``id`` set.
+        or dropped. ``told(event)`` names the channels that already sent an
+        event's alert from memory while the disk could not take it: their
+        rows are written as sent. Returns the events with their ``id`` set.
         """
         stored = []
+        told = told or (lambda event: ())
         with self._tx() as db:
             for s in settle:
                 self._settle(db, s)
             for e in events:
-                stored.append(self._insert(db, e, channels, muted))
+                stored.append(self._insert(db, e, channels, muted, told(e)))
         return stored
 
     def _settle(self, db, s):
@@ -182,7 +185,7 @@ class Store(QuietRecords, SelfRecords):
             db.execute("UPDATE deliveries SET status='merged', done_at=created_at, last_error=? "
                        "WHERE event_id=? AND status='held'", (s.note or "merged into the site alert", s.event_id))
 
-    def _insert(self, db, e, channels, muted):
+    def _insert(self, db, e, channels, muted, told):
         event_id = db.execute(
             "INSERT INTO events (device, kind, old, new, at, reason, last_heard_at, outage_started_at, outage_s, "
             "cause, detail, site) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -217,8 +220,10 @@ class Store(QuietRecords, SelfRecords):
         if e.alerts and (e.kind in _SITE_KINDS or e.kind in _MONITOR_KINDS or e.device not in muted):
             status = "held" if e.held or e.self_held else "pending"
             db.executemany(
-                "INSERT INTO deliveries (event_id, channel, status, created_at, next_try_at) VALUES (?,?,?,?,?)",
-                [(event_id, ch, status, e.at, e.at) for ch in channels])
+                "INSERT INTO deliveries (event_id, channel, status, created_at, next_try_at, done_at, attempts) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(event_id, ch, "sent", e.at, e.at, e.at, 1) if ch in told else (event_id, ch, status, e.at, e.at,
+                                                                                  None, 0) for ch in channels])
         return dataclasses.replace(e, id=event_id)
 
     def save_heartbeats(self, beats):
