@@ -22,6 +22,7 @@ MAX_PEERS = 50
 MAX_POWER_CYCLES = 5
 PEER_STATES = ("up", "down", "new")
 _VERDICT = re.compile(r"^[a-z][a-z-]{0,19}\Z")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadHeartbeat(ValueError):
@@ -102,7 +103,7 @@ def _validated(data, *, sent_at_known=True):
         version = data["version"]
         if not isinstance(version, str) or len(version) > 32:
             raise BadHeartbeat("version", "must be a string of at most 32 characters")
-        out["version"] = version
+        out["version"] = _clean(version)
     out["send_failures"] = _windows(data.get("send_failures", []))
     if data.get("time") is not None:
         out["time"] = _time(data["time"])
@@ -161,7 +162,7 @@ def _time(report):
         if value is not None and not isinstance(value, str):
             raise BadHeartbeat(f"time.{key}", "must be a string")
         # Cut, not refused: a heartbeat is never lost over the length of an optional text.
-        out[key] = None if value is None else shorten(value, limit)
+        out[key] = None if value is None else shorten(_clean(value), limit)
     for key in ("offset_ms", "jitter_ms", "checked_at"):
         value = report.get(key)
         if value is not None:
@@ -172,6 +173,12 @@ def _time(report):
         raise BadHeartbeat("time.synchronized", "must be true, false or null")
     out["synchronized"] = synced
     return out
+
+
+def _clean(text):
+    """``text`` with each lone UTF-16 surrogate (JSON may carry "\\udc80") made U+FFFD: such a string cannot be
+    encoded as UTF-8, so every page that showed it would fail for as long as the beat is the device's last."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _windows(windows):
