@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from appliance.alerts.channels import OutboxChannel
+from appliance.auth import Passwords
 from appliance.clock import Now
 from appliance.config import load_config
 from appliance.config.schema import Alerts, Config, Monitor, MonitoredDevice
@@ -59,6 +60,7 @@ class FixedClock:
 # -- the heartbeat endpoint -------------------------------------------------------------------------------------
 
 TOKENS = {"home": "home-token-0123", "cabin": "cabin-token-4567"}
+PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,10 @@ def monitor(tmp_path_factory):
                     monitor=Monitor(devices=tuple(MonitoredDevice(name=n, token=t) for n, t in TOKENS.items())))
     service = MonitorService(config, clock=FixedClock(),
                              channels=[OutboxChannel(str(root / "outbox"), stream=io.StringIO())])
-    client = create_monitor_app(service).test_client()
+    Passwords(config.data_dir).set(PASSWORD)
+    app = create_monitor_app(service)
+    app.config["WTF_CSRF_ENABLED"] = False  # the login form's token is tested in tests/web; here the beats attack
+    client = app.test_client()
     r = client.post("/api/v1/heartbeat", data=json.dumps(good_beat()), content_type="application/json",
                     headers={"Authorization": f"Bearer {TOKENS['home']}"})
     assert r.status_code == 200, r.get_json()
@@ -241,6 +246,36 @@ def test_a_heartbeat_without_a_required_field_is_a_400_naming_it(monitor, field)
     answer = assert_refusal(post(client, json.dumps(beat).encode(), "application/json", f"Bearer {TOKENS['home']}"))
     assert answer["field"] == field
     assert snapshot(service) == before
+
+
+# Any text, with what JSON can carry that UTF-8 cannot (lone surrogates), controls, bidi overrides and zero widths.
+odd_text = st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["\ud800", "\udc80", "\udfff", "\u202e", "\x00",
+                                                                    "\u200b", "<script>", "&amp;", "\r\n"])),
+                    max_size=6).map("".join)
+
+
+@pytest.fixture(scope="module")
+def reader(monitor):
+    """A logged-in test client on the monitor's pages."""
+    client = monitor[1].application.test_client()
+    assert client.post("/login", data={"password": PASSWORD}).status_code == 302
+    return client
+
+
+@examples(300)
+@given(version=odd_text, reason=odd_text, service=odd_text, zone=odd_text)
+def test_any_text_in_a_heartbeat_is_accepted_and_every_page_that_shows_it_still_works(monitor, reader, version,
+                                                                                       reason, service, zone):
+    """Optional texts are kept (cut to length), never a reason to lose a beat; the pages draw them."""
+    service_, client = monitor
+    beat = {**good_beat(), "version": version[:32],
+            "time": {**good_beat()["time"], "reason": reason, "service": service, "zone": zone}}
+    r = post(client, json.dumps(beat).encode(), "application/json", f"Bearer {TOKENS['home']}")
+    assert r.status_code == 200, r.get_json()
+    for url in ("/", "/devices/home", "/api/v1/devices", "/metrics"):
+        page = reader.get(url)
+        assert page.status_code == 200, (url, page.status_code)
+        page.get_data(as_text=True)
 
 
 @examples(600)
@@ -588,9 +623,8 @@ def appliance(tmp_path_factory):
         app = create_agent_app(role, reboot=lambda: None)
         app.config["WTF_CSRF_ENABLED"] = False
         client = app.test_client()
-        password = "correct horse battery"
-        r = client.post("/setup", data={"code": load_setup(str(root / "data")).code, "password": password,
-                                        "password_again": password})
+        r = client.post("/setup", data={"code": load_setup(str(root / "data")).code, "password": PASSWORD,
+                                        "password_again": PASSWORD})
         assert r.status_code == 302, r.get_data(as_text=True)[:500]
         yield role, client, path
     finally:
