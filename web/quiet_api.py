@@ -64,10 +64,9 @@ def _for_s(body):
     value = body["for_s"]
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_DURATION_S:
-        # Here, not below: isfinite() and :g raise for an integer too large for a float.
-        _refuse(400, "for_s", f"for_s must be at most {MAX_DURATION_S} s (31 days), got {_show(value)}; send null "
-                              f"to pause until resumed")
+    if isinstance(value, int) and abs(value) > 2**53:  # isfinite() and :g below raise for one too large for a float
+        _refuse(400, "for_s", f"for_s must be a positive number of seconds, at most {MAX_DURATION_S} (31 days), "
+                              f"or null for until resumed; got {_show(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         _refuse(400, "for_s", f"for_s must be a positive number of seconds, or null for until resumed, "
                               f"got {_show(value)}")
