@@ -26,7 +26,7 @@ from appliance.alerts.channels import OutboxChannel
 from appliance.auth import Passwords
 from appliance.clock import Now
 from appliance.config import load_config
-from appliance.config.schema import Alerts, Config, Monitor, MonitoredDevice
+from appliance.config.schema import Alerts, Config, Monitor, MonitoredDevice, Web
 from appliance.errors import ConfigError
 from appliance.monitor.accesslog import AccessLogFollower, parse_line
 from appliance.monitor.service import MonitorService
@@ -61,6 +61,7 @@ class FixedClock:
 
 TOKENS = {"home": "home-token-0123", "cabin": "cabin-token-4567"}
 PASSWORD = "correct horse battery"
+API_TOKEN = "api-token-for-scripts-0123"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,7 @@ def monitor(tmp_path_factory):
     """A MonitorService on a real SQLite file behind the real Flask app (test client); home has beaten once."""
     root = tmp_path_factory.mktemp("monitor")
     config = Config(data_dir=str(root / "data"), alerts=Alerts(outbox_dir=str(root / "outbox")),
+                    web=Web(api_token=API_TOKEN),
                     monitor=Monitor(devices=tuple(MonitoredDevice(name=n, token=t) for n, t in TOKENS.items())))
     service = MonitorService(config, clock=FixedClock(),
                              channels=[OutboxChannel(str(root / "outbox"), stream=io.StringIO())])
@@ -110,13 +112,15 @@ def post(client, body, content_type, authorization):
     return client.post("/api/v1/heartbeat", data=body, headers=headers)
 
 
-def assert_refusal(r):
-    """A 4xx in JSON that says what is wrong; a 400 from the intake names the field its message starts with."""
+def assert_refusal(r, *, prefixed=True):
+    """A 4xx in JSON that says what is wrong and names the field it gives: the intake's message starts with it
+    (``prefixed``), the other APIs' messages say it in their sentence."""
     assert 400 <= r.status_code < 500, (r.status_code, r.get_data()[:300])
     answer = r.get_json()
     assert answer["ok"] is False and answer["error"].strip(), answer
     if "field" in answer and answer["field"]:
-        assert answer["error"].startswith(f"{answer['field']}: "), answer
+        assert (answer["error"].startswith(f"{answer['field']}: ") if prefixed
+                else answer["field"] in answer["error"] or repr(answer["field"])[1:-1] in answer["error"]), answer
     return answer
 
 
@@ -276,6 +280,39 @@ def test_any_text_in_a_heartbeat_is_accepted_and_every_page_that_shows_it_still_
         page = reader.get(url)
         assert page.status_code == 200, (url, page.status_code)
         page.get_data(as_text=True)
+
+
+@st.composite
+def near_valid_pauses(draw):
+    """{"device" or "site": name, "for_s": seconds or null}, each part right or wrong, sometimes with an extra key."""
+    names, lengths = st.sampled_from(["home", "cabin", "nowhere", ""]), st.sampled_from(
+        [None, 60, 0, -1, 2678401, 10**400, -10**400, 1e308, math.nan, math.inf, True, "3600"])
+    body = {draw(st.sampled_from(["device", "site"])): draw(names if draw(st.integers(0, 4)) else json_values)}
+    if draw(st.integers(0, 4)):
+        body["for_s"] = draw(lengths if draw(st.integers(0, 4)) else json_values)
+    if not draw(st.integers(0, 9)):
+        body[draw(st.text(max_size=6))] = draw(json_values)
+    return body
+
+
+pause_bodies = st.one_of(near_valid_pauses(), json_values)
+
+
+@examples(600)
+@given(path=st.sampled_from(["/api/v1/pauses", "/api/v1/pauses/resume"]), body=pause_bodies)
+def test_the_pause_api_refuses_bad_bodies_without_a_500_and_without_a_change(monitor, path, body):
+    service, client = monitor
+    before = (snapshot(service), service.pauses())
+    r = client.post(path, data=json.dumps(body, allow_nan=True), content_type="application/json",
+                    headers={"Authorization": f"Bearer {API_TOKEN}"})
+    if r.status_code == 200:
+        event("paused or resumed")
+        return
+    answer = assert_refusal(r, prefixed=False)
+    if answer.get("field"):
+        assert answer["field"] in ("device", "site", "for_s") or answer["field"] == str(next(
+            k for k in body if k not in ("device", "site", "for_s")))[:40], answer
+    assert (snapshot(service), service.pauses()) == before
 
 
 @examples(600)
