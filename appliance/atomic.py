@@ -2,6 +2,10 @@
 
 import os
 import tempfile
+import time
+
+# A temporary file this old is not a write under way (one takes milliseconds) but what a power cut left.
+STALE_TMP_S = 60.0
 
 
 def write_atomic(path, data, *, mode=0o644):
@@ -10,11 +14,14 @@ def write_atomic(path, data, *, mode=0o644):
     Writes a temporary file in the same directory, fsyncs it, renames it over
     ``path`` and fsyncs the directory so the rename itself survives a power
     cut. Raises OSError when the directory is missing or not writable.
+    Temporary files that power cuts left from earlier writes of ``path`` are
+    removed, so they do not pile up on a card that loses power often.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    prefix = f".tmp-{os.path.basename(path)[:100]}-"  # within NAME_MAX with mkstemp's suffix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -29,6 +36,22 @@ def write_atomic(path, data, *, mode=0o644):
             pass
         raise
     fsync_dir(directory)
+    _remove_stale(directory, prefix)
+
+
+def _remove_stale(directory, prefix):
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_S:
+                os.unlink(entry.path)
+        except OSError:  # gone meanwhile, or not ours to remove: the write itself succeeded
+            pass
 
 
 def fsync_dir(directory):

@@ -6,7 +6,8 @@ SMTP sink) after a random 0-30 ms; a fresh instance then opens the same
 files and must find everything that was finished. Set PHONEHOME_FAULT_SEED
 to replay a run; the seed is printed (pytest shows it with a failure).
 
-Kills per category: config saves 250, agent state files 250, the monitor's
+Kills per category: config saves 250 (settings saves 220, set-password 30), agent state files 250
+(send-failure windows 100, setup code 100, clock history 50), the monitor's
 store 300, alert sending 200 (1,000 in all), plus the real `phonehome
 monitor` and `phonehome agent` processes killed in test_power_cut_processes.py.
 
@@ -26,21 +27,23 @@ import time
 import pytest
 
 from appliance.agent.failures import FailureLog
+from appliance.atomic import STALE_TMP_S
 from appliance.alerts.smtp import EmailChannel
 from appliance.auth import Passwords
-from appliance.clock import SystemClock
+from appliance.clock import Now, SystemClock
 from appliance.config import config_from_table, load_config, save_config
 from appliance.monitor.dispatch import Dispatcher
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.store import Store
 from appliance.setup import FILE_NAME as SETUP_FILE, load_setup, reset_setup
+from appliance.timecheck.history import OffsetHistory, decode
 from tests.faults.forkkill import run_and_kill
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.fault
 
 CONFIG_CUTS, PASSWORD_CUTS = 220, 30
-FAILURE_LOG_CUTS, SETUP_CUTS = 150, 100
+FAILURE_LOG_CUTS, SETUP_CUTS, TIME_HISTORY_CUTS = 100, 100, 50
 STORE_CUTS, STORE_CUTS_PER_FILE = 300, 20
 ALERT_CUTS, ALERTS_PER_ROUND, ROUNDS_PER_SINK = 200, 4, 5
 
@@ -90,6 +93,14 @@ def test_config_saves_survive_power_cuts(tmp_path, rng):
         assert loaded.device.name in (f"cfg-{done}", f"cfg-{done + 1}"), (loaded.device.name, done, cut.delay_ms)
         done = int(loaded.device.name.split("-")[1])
     assert done > CONFIG_CUTS  # the cuts let saves finish: they hit mid-save, not only before the first
+    # Cuts mid-save leave temporary files; the next save removes those older than a write can take.
+    left = [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
+    assert left, "no cut landed between a temporary file's creation and its rename"
+    past = time.time() - STALE_TMP_S - 1
+    for name in left:
+        os.utime(tmp_path / name, (past, past))
+    save_config(path, _config(done + 1))
+    assert os.listdir(tmp_path) == ["phonehome.toml"]
 
 
 def test_password_sets_survive_power_cuts(tmp_path, rng):
@@ -187,6 +198,32 @@ def test_setup_code_survives_power_cuts(tmp_path, rng):
         # The last code the child finished, or one it was writing when cut.
         assert stored == reported[-1] or stored not in reported[:-1], (stored, reported[-3:])
         codes.append(stored)
+
+
+def test_clock_history_survives_power_cuts(tmp_path, rng):
+    path = str(tmp_path / "time-history.json")
+    written = 0
+    for _ in range(TIME_HISTORY_CUTS):
+        def work(report):
+            history = OffsetHistory(path)
+            history.load()
+            n = len(history.points())
+            while True:
+                n += 1
+                # One check per 5-minute slot, each a new point; every one written at once.
+                history.add(Now(mono=float(n), wall=1_700_000_000.0 + n * 300), 12.5, "ok")
+                history.flush()
+                report(str(n))
+
+        cut = run_and_kill(work, rng)
+        written = int(cut.lines[-1]) if cut.lines else written
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                points = decode(f.read())  # the product's decoder, which raises for a torn file
+            # The last finished write, or the one the cut interrupted.
+            assert len(points) in (written, written + 1), (len(points), written)
+            written = len(points)
+    assert written > TIME_HISTORY_CUTS
 
 
 # -- the monitor's store ------------------------------------------------------------------------
