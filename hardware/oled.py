@@ -82,9 +82,24 @@ def open_device(display_config, *, data_dir):
         raise
 
 
-def emulator_path(display_config, data_dir):
-    """Where the emulator driver writes its PNG: ``emulator_file``, or data_dir/display.png."""
-    return display_config.emulator_file or os.path.join(data_dir, FRAME_FILE)
+def emulator_path(display_config, data_dir, *, environ=None):
+    """Where the emulator driver writes its PNG.
+
+    ``emulator_file`` when set; otherwise display.png in systemd's
+    ``$RUNTIME_DIRECTORY`` (in RAM: a new picture every second would
+    otherwise write hundreds of MB a day to the SD card), read from
+    ``environ`` (default os.environ) at call time; outside systemd
+    data_dir/display.png, where a developer looks for it.
+    """
+    if display_config.emulator_file:
+        return display_config.emulator_file
+    runtime = _runtime_dir(os.environ if environ is None else environ)
+    return os.path.join(runtime or data_dir, FRAME_FILE)
+
+
+def _runtime_dir(environ):
+    """The first directory of systemd's ``$RUNTIME_DIRECTORY``, or None outside a unit that sets one."""
+    return environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None
 
 
 def frame_path(display_config, data_dir, *, environ=None, run_dir=RUN_DIR):
@@ -96,12 +111,12 @@ def frame_path(display_config, data_dir, *, environ=None, run_dir=RUN_DIR):
     exists or could be made. /run is in memory: a frame a second never wears
     the SD card.
     """
-    if display_config.driver == "emulator":
-        return emulator_path(display_config, data_dir)
     environ = os.environ if environ is None else environ
-    runtime = environ.get("RUNTIME_DIRECTORY", "")
+    if display_config.driver == "emulator":
+        return emulator_path(display_config, data_dir, environ=environ)
+    runtime = _runtime_dir(environ)
     if runtime:
-        return os.path.join(runtime.split(":")[0], FRAME_FILE)
+        return os.path.join(runtime, FRAME_FILE)
     if os.path.isdir(run_dir) or os.access(os.path.dirname(run_dir.rstrip("/")) or "/", os.W_OK):
         return os.path.join(run_dir, FRAME_FILE)
     return None

@@ -348,7 +348,8 @@ class Display:
     page_s: float = setting(5.0, doc="seconds each page is shown before the next", min=MIN_INTERVAL_S, unit=" s")
     dim_after_s: float = setting(300.0, doc="dim the display after this long without a button press "
                                             "(against OLED burn-in); 0 = never", min=0, unit=" s")
-    emulator_file: str = setting("", doc="where the emulator driver writes its PNG (default: data_dir/display.png)",
+    emulator_file: str = setting("", doc="where the emulator driver writes its PNG (default: display.png in the "
+                                     "service's runtime directory, in RAM; outside systemd data_dir/display.png)",
                                  path=True)
 
 

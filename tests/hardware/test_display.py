@@ -444,8 +444,11 @@ def test_frame_path_prefers_systemd_s_runtime_directory_read_when_called(monkeyp
     monkeypatch.delenv("RUNTIME_DIRECTORY")
     assert frame_path(config, "/data", run_dir=str(tmp_path)) == f"{tmp_path}/display.png"
     assert frame_path(config, "/data", environ={}, run_dir=str(tmp_path / "no" / "phonehome")) is None
-    assert frame_path(display_config(driver="emulator"), "/data", environ={"RUNTIME_DIRECTORY": "/r"}) == \
-        "/data/display.png"
+    # The emulator's picture goes to RAM under systemd too (a new PNG a second would wear the card),
+    # and next to the data outside it.
+    assert frame_path(display_config(driver="emulator"), "/data", environ={"RUNTIME_DIRECTORY": "/r:/s"}) == \
+        "/r/display.png"
+    assert frame_path(display_config(driver="emulator"), "/data", environ={}) == "/data/display.png"
     assert frame_path(display_config(driver="emulator", emulator_file="/x/oled.png"), "/data") == "/x/oled.png"
 
 
