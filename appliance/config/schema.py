@@ -89,6 +89,15 @@ def check_apprise_url(value):
     return None
 
 
+# A device changing state more often than this within an hour is flapping whatever the setting; the flapping
+# detector keeps threshold + 1 change times per device.
+MAX_FLAP_THRESHOLD = 1000
+
+
+def check_flap_threshold(value):
+    return None if value <= MAX_FLAP_THRESHOLD else f"must be at most {MAX_FLAP_THRESHOLD}, got {value}"
+
+
 def check_port(value):
     return None if 1 <= value <= 65535 else f"must be a port from 1 to 65535, got {value}"
 
@@ -193,7 +202,7 @@ class Monitor:
     mass_silence_min_devices: int = setting(4, doc="no mass silence with fewer devices up than this", min=2)
     flap_threshold: int = setting(4, doc="a device that changes state (down or up) more than this often within "
                                          "an hour gets one FLAPPING alert instead of one per change; 0 = never",
-                                  min=0)
+                                  min=0, check=check_flap_threshold)
     flap_quiet_s: float = setting(3600.0, doc="how long a flapping device must keep one state before one summary "
                                               "goes out and its alerts are sent one by one again",
                                   min=MIN_INTERVAL_S, unit=" s")

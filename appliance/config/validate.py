@@ -90,6 +90,8 @@ def _convert(hint, value, path, problems, meta):
     return _scalar(hint, value, path, problems, meta)
 
 
+# TOML's integers are 64-bit; tomllib reads longer ones, which no whole-number setting can use.
+INT_RANGE = range(-2**63, 2**63)
 # The longest duration any setting takes: 31 days. Longer ones are mistakes, and waits beyond what the
 # platform's clock calls accept would kill the thread that waits.
 MAX_DURATION_S = 31 * 86400
@@ -120,8 +122,10 @@ def _scalar(hint, value, path, problems, meta):
     elif hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(f"{path}: must be a whole number, got {describe(value)}")
+        elif value not in INT_RANGE:
+            problems.append(f"{path}: must be a whole number of at most 19 digits, got {describe(value)}")
     elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             what = "a number of seconds" if meta.get("unit") else "a number"  # e.g. a share
             problems.append(f"{path}: must be {what}, got {describe(value)}")
         else:
@@ -173,7 +177,17 @@ def _describe_secret(value):
         type(value), "a value of another kind")
 
 
+def _finite(number):
+    """math.isfinite, False also for an integer too large for a float (isfinite raises for one)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 def _describe(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value not in INT_RANGE:
+        return f"a whole number of {len(str(abs(value)))} digits"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
