@@ -542,6 +542,9 @@ def _of_another_kind(value):
 
 
 toml_scalars = st.one_of(st.booleans(), st.integers(min_value=-2**63, max_value=2**63 - 1),
+                         # TOML's integers are 64-bit, but tomllib reads longer ones
+                         st.integers(min_value=2**63, max_value=10**400),
+                         st.integers(min_value=-10**400, max_value=-2**63 - 1),
                          st.floats(allow_nan=True), st.text(max_size=40),
                          st.sampled_from(["", "²", "a:²", "http://[abc", "http://[::1", "0.0.0.0:0", "x\n", "home\n",
                                           "http://", "ftp://x", "\u202e", "\x00", "a" * 300, "[v6]:99", "::1"]))
