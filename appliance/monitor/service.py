@@ -510,11 +510,6 @@ def _tokens(settings):
     return {d.name: d.token for d in settings.devices}
 
 
-def _tokens(settings):
-    """{name: token} sharing the config's strings (not a bytes copy of each: 65 bytes a device)."""
-    return {d.name: d.token for d in settings.devices}
-
-
 def _alerts_now(event, muted):
     """True when ``event``'s alert goes out now (the store would queue it as pending, not held or muted)."""
     if not event.alerts or event.held or event.self_held:
