@@ -7,7 +7,6 @@ or for alerts.
 """
 
 import hmac
-import json
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ from appliance.monitor.dispatch import Dispatcher
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.explain import Explainer, log_event
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
-from appliance.monitor.lastbeats import LastBeats
+from appliance.monitor.lastbeats import LastBeats, json_text, unpack
 from appliance.monitor.machine import Machine
 from appliance.monitor.pauses import Pauses, check_pause_s
 from appliance.monitor.runlog import STALL_S
@@ -240,7 +239,7 @@ class MonitorService(QuietControls):
 
     def _write_beats(self, batch):
         try:
-            self.store.save_heartbeats((name, heard, beat) for name, (heard, beat) in batch.items())
+            self.store.save_heartbeats((name, heard, json_text(beat)) for name, (heard, beat) in batch.items())
         except Exception as exc:
             with self._lock:  # keep them for the next try; newer heartbeats win
                 for name, value in batch.items():
@@ -499,7 +498,7 @@ class _MetricRows:
             return self[index:index + 1 or None][0]
         out = []
         for name, state, heard, outages, raw in self._snapshot[index]:
-            beat = json.loads(raw) if raw else {}
+            beat = unpack(raw) if raw else {}
             out.append((name, state, None if heard is None else max(0.0, self._wall - heard), outages,
                         (beat.get("time") or {}).get("offset_ms"), beat.get("clock_offset_ms")))
         return out

@@ -229,10 +229,9 @@ class Store(QuietRecords, SelfRecords):
     def save_heartbeats(self, beats):
         """Write behind the last heartbeat of devices: an iterable of (name, heard_at, beat).
 
-        ``beat`` is a dict, or its JSON already encoded (str or UTF-8 bytes, as lastbeats.LastBeats holds it).
+        ``beat`` is a dict, or its JSON object already encoded (str, see lastbeats.json_text).
         """
-        rows = [(name, heard, beat.decode() if isinstance(beat, bytes) else
-                 beat if isinstance(beat, str) else json.dumps(beat, separators=(",", ":")))
+        rows = [(name, heard, beat if isinstance(beat, str) else json.dumps(beat, separators=(",", ":")))
                 for name, heard, beat in beats]
         if not rows:
             return

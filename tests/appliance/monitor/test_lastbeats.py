@@ -1,6 +1,6 @@
 """Each device's last heartbeat kept as compact JSON: what goes in comes out, as a copy."""
 
-from appliance.monitor.lastbeats import LastBeats
+from appliance.monitor.lastbeats import LastBeats, json_text, pack, unpack
 from appliance.monitor.store import Store
 
 BEAT = {"device": "home", "sent_at": 1700000000.25, "seq": 7, "boot_id": "b-1", "uptime_s": 12.5,
@@ -32,7 +32,7 @@ def test_the_raw_form_is_what_the_store_writes_and_reads_back(tmp_path):
     beats["home"] = BEAT
     store = Store(str(tmp_path / "monitor.sqlite3"))
     try:
-        store.save_heartbeats([("home", 1700000000.5, beats.raw("home"))])
+        store.save_heartbeats([("home", 1700000000.5, json_text(beats.raw("home")))])
         assert store.last_beats() == {"home": BEAT}
         assert LastBeats(store.last_beat_texts()).get("home") == BEAT
     finally:
@@ -46,3 +46,11 @@ def test_it_is_smaller_than_the_dict_it_stands_for():
     beats["home"] = BEAT
     dict_bytes = sys.getsizeof(BEAT) + sys.getsizeof(BEAT["time"])
     assert sys.getsizeof(beats.raw("home")) < dict_bytes
+
+
+def test_packing_keeps_every_key_its_order_and_any_unknown_ones():
+    odd = dict(BEAT, time={"verdict": "ok", "future": 1}, peers=[{"name": "cabin", "state": "up"}], extra={"a": [1]})
+    for beat in (BEAT, odd, {}, {"device": "home"}, dict(BEAT, time=None), {"only": "extras"}):
+        assert unpack(pack(beat)) == beat
+    assert list(unpack(pack(BEAT))) == list(BEAT)  # in the order intake and the service make them
+    assert len(pack(BEAT)) < len(json_text(BEAT)) * 0.75
