@@ -11,14 +11,18 @@ The heartbeat must never hang, whatever the network does, so:
 * a watchdog shuts the socket at the deadline, because per-read timeouts alone
   let a server that drips one byte a second hold a request forever;
 * there are no retries, redirects are returned rather than followed, and each
-  request gets a fresh session (once a minute, connection reuse is not worth
-  a stale DNS answer).
+  request gets a fresh connection (once a minute, connection reuse is not
+  worth a stale DNS answer).
+
+It is built on the standard library's http.client and ssl, not requests: the
+agent sends one small request a minute, and requests with urllib3 and its
+character-set detection added about 7 MiB to the agent's resident memory.
 
 HTTP statuses are not judged here: any answer is returned as a ``Response``;
 ``targets.judge`` decides what it means.
 """
 
-import functools
+import base64
 import http.client
 import ipaddress
 import socket
@@ -26,14 +30,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
-
-import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
-from urllib3 import PoolManager
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.util.ssl_match_hostname import CertificateError
+from urllib.parse import unquote, urlsplit
 
 from appliance.errors import SendError
 
@@ -46,9 +43,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 class Response:
     """An HTTP answer, whatever its status.
 
-    ``body`` holds at most MAX_BODY_BYTES (decoded if the server compressed
-    it); ``elapsed_s`` is the whole request's duration, DNS included;
-    ``headers`` has lower-case names.
+    ``body`` holds at most MAX_BODY_BYTES, as sent (the request asks for no
+    compression); ``elapsed_s`` is the whole request's duration, DNS
+    included; ``headers`` has lower-case names.
     """
 
     status: int
@@ -144,7 +141,8 @@ def send(method, url, *, headers, body=None, timeout_s, resolver, ca_file=None):
     ``headers`` is a dict; ``body`` bytes or None. The whole call, DNS
     included, ends within about ``timeout_s`` seconds. ``ca_file`` replaces
     the system's certificate authorities (tests use a private CA);
-    verification is always on. Raises SendError with a message a person can
+    verification is always on. A user and password in the URL are sent as
+    HTTP basic authentication. Raises SendError with a message a person can
     act on when no HTTP answer arrives: DNS failure, refused connection, no
     answer in time, TLS failure, dropped connection.
     """
@@ -155,6 +153,8 @@ def send(method, url, *, headers, body=None, timeout_s, resolver, ca_file=None):
         raise SendError(f"cannot send to a {parts.scheme or 'schemeless'} URL: it must start with http:// or https://")
     host = _ascii_host(parts.hostname)
     port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    request = _Request(method, _target(parts), _headers(headers, host, parts), body)
+    tls = _tls_context(ca_file) if parts.scheme == "https" else None
     addresses = resolver.resolve(host, port, timeout_s=timeout_s)
     problems = []
     for i, address in enumerate(addresses):
@@ -165,8 +165,8 @@ def send(method, url, *, headers, body=None, timeout_s, resolver, ca_file=None):
         # home is common) cannot use up the whole budget before the next one is tried.
         connect_s = left / (len(addresses) - i)
         try:
-            return _send_to(address, method, parts, host, port, headers, body, started=started,
-                            deadline=deadline, connect_s=connect_s, timeout_s=timeout_s, ca_file=ca_file)
+            return _send_to(address, port, host, request, tls, started=started, deadline=deadline,
+                            connect_s=connect_s, timeout_s=timeout_s)
         except _NotConnected as exc:
             # Nothing was sent, so trying the host's next address cannot deliver twice.
             problems.append(str(exc))
@@ -175,119 +175,140 @@ def send(method, url, *, headers, body=None, timeout_s, resolver, ca_file=None):
     raise SendError("; ".join(problems))
 
 
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    target: str  # path and query, as on the request line
+    headers: dict
+    body: bytes | None
+
+
 class _NotConnected(Exception):
     """No connection to this address; the request was not sent."""
 
 
-def _send_to(address, method, parts, host, port, headers, body, *, started, deadline, connect_s, timeout_s,
-             ca_file):
+def _send_to(address, port, host, request, tls, *, started, deadline, connect_s, timeout_s):
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     watchdog = _Watchdog()
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), watchdog.fire)
     timer.daemon = True
     timer.start()
-    session = requests.Session()
-    session.trust_env = False  # no proxies, CA bundle or .netrc credentials picked up from the environment
-    tls_hostname = host if parts.scheme == "https" and not _is_ip(host) else None
-    session.mount(f"{parts.scheme}://", _PinnedAdapter(watchdog, tls_hostname=tls_hostname))
-    pinned = urlunsplit((parts.scheme, _netloc(parts, address, port), parts.path or "/", parts.query, ""))
-    headers = {**headers, "Host": _host_header(host, parts), "Connection": "close"}
+    sock = None
     try:
-        remaining = max(0.001, deadline - time.monotonic())
-        answer = session.request(method, pinned, headers=headers, data=body,
-                                 timeout=(min(connect_s, remaining), remaining),
-                                 stream=True, allow_redirects=False, verify=ca_file or True)
-        watchdog.watch(answer.raw.shutdown)
+        sock = _connect(address, port, where, watchdog, timeout_s=min(connect_s, deadline - time.monotonic()))
+        if tls is not None:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock = _handshake(tls, sock, host, watchdog)
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        connection = http.client.HTTPConnection(address, port)
+        connection.sock = sock  # already connected (and wrapped): http.client only writes and reads it
         try:
-            content = _read_body(answer, deadline)
-        finally:
-            answer.close()
+            connection.request(request.method, request.target, body=request.body, headers=request.headers)
+        except ValueError:
+            # http.client quotes the offending value, which may be the token: keep it out of the logs.
+            raise SendError("a request header holds characters HTTP does not allow; "
+                            "check the target's token for spaces or line breaks") from None
+        answer = connection.getresponse()
+        content = _read_body(answer, deadline)
         if watchdog.fired:
             raise TimeoutError("the deadline passed while reading the answer")
-        return Response(status=answer.status_code, body=content, elapsed_s=time.monotonic() - started,
-                        headers={k.lower(): v for k, v in answer.headers.items()})
-    except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        return Response(status=answer.status, body=content, elapsed_s=time.monotonic() - started,
+                        headers={k.lower(): v for k, v in answer.getheaders()})
+    except (http.client.HTTPException, OSError) as exc:
         late = watchdog.fired or time.monotonic() >= deadline
-        raise _explain(exc, host=host, address=address, port=port, timeout_s=timeout_s, late=late) from None
+        raise _explain(exc, host=host, timeout_s=timeout_s, late=late) from None
     finally:
         timer.cancel()
-        session.close()
+        if sock is not None:
+            _quietly(sock.close)
+
+
+def _connect(address, port, where, watchdog, *, timeout_s):
+    """A TCP connection to ``address``; raises _NotConnected when there is none (nothing was sent)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    watchdog.watch(lambda: socket.socket.shutdown(sock, socket.SHUT_RDWR))
+    try:
+        sock.settimeout(max(0.001, timeout_s))
+        sock.connect((address, port))
+    except ConnectionRefusedError:
+        sock.close()
+        raise _NotConnected(f"connection refused by {where}") from None
+    except TimeoutError:
+        sock.close()
+        raise _NotConnected(f"cannot connect to {where}: no answer to the connection request") from None
+    except OSError as exc:
+        sock.close()
+        if watchdog.fired:
+            raise TimeoutError("the deadline passed while connecting") from None
+        raise _NotConnected(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _handshake(tls, sock, host, watchdog):
+    """``sock`` wrapped in TLS for ``host`` (SNI and the certificate check use the name, not the address)."""
+    wrapped = tls.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    # The base method: SSLSocket.shutdown would also drop the TLS object under the feet of the reading thread.
+    watchdog.watch(lambda: socket.socket.shutdown(wrapped, socket.SHUT_RDWR))
+    wrapped.do_handshake()
+    return wrapped
+
+
+def _tls_context(ca_file):
+    """A verifying client context: the system's authorities, or only those in ``ca_file``."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _target(parts):
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _headers(headers, host, parts):
+    """The request's headers: the caller's, the real Host, basic auth from the URL, and no keep-alive."""
+    out = {**headers, "Host": _host_header(host, parts), "Connection": "close"}
+    if parts.username is not None and not any(k.lower() == "authorization" for k in headers):
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode("utf-8")
+        out["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    return out
 
 
 def _read_body(answer, deadline):
     chunks, size = [], 0
-    for chunk in answer.iter_content(_CHUNK_BYTES):
+    while size < MAX_BODY_BYTES:  # a heartbeat answer is a few hundred bytes; more is not worth the wait
+        chunk = answer.read1(_CHUNK_BYTES) if answer.chunked else answer.read(_CHUNK_BYTES)
+        if not chunk:
+            break
         chunks.append(chunk)
         size += len(chunk)
-        if size >= MAX_BODY_BYTES:
-            break  # a heartbeat answer is a few hundred bytes; more is not worth the wait or the memory
         if time.monotonic() >= deadline:
             raise TimeoutError("the deadline passed while reading the answer")
     return b"".join(chunks)[:MAX_BODY_BYTES]
 
 
-def _explain(exc, *, host, address, port, timeout_s, late):
-    """The SendError (or _NotConnected) a person can act on, for an exception from requests/urllib3."""
-    if isinstance(exc, requests.exceptions.InvalidHeader):
-        # requests quotes the offending value, which may be the token: keep it out of the logs.
-        return SendError("a request header holds characters HTTP does not allow; "
-                         "check the target's token for spaces or line breaks")
-    chain = list(_causes(exc))
-    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    # requests raises ConnectTimeout only for a connection that timed out, not for one that was refused.
-    if not late and any(isinstance(e, requests.exceptions.ConnectTimeout) for e in chain):
-        return _NotConnected(f"cannot connect to {where}: no answer to the connection request")
-    if late or any(_is_timeout(e) for e in chain):
+def _explain(exc, *, host, timeout_s, late):
+    """The SendError a person can act on, for an exception raised once a connection was made."""
+    if late or isinstance(exc, TimeoutError):
         return SendError(f"no answer from {host} within {timeout_s:g} s")
-    for e in chain:
-        if isinstance(e, ssl.SSLCertVerificationError):
-            detail = getattr(e, "verify_message", None) or (e.args[-1] if e.args else e)
-            return SendError(f"TLS handshake with {host} failed: certificate verify failed: {detail}")
-        if isinstance(e, CertificateError):  # urllib3's own check of the host name
-            return SendError(f"TLS handshake with {host} failed: certificate verify failed: {e}")
-        if isinstance(e, ssl.SSLError):
-            return SendError(f"TLS handshake with {host} failed: {e.reason or e}")
-    for e in chain:
-        if isinstance(e, ConnectionRefusedError):
-            return _NotConnected(f"connection refused by {where}")
-    if any(isinstance(e, urllib3.exceptions.NewConnectionError) for e in chain):
-        root = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
-        reason = root.strerror if root is not None else "connection failed"
-        return _NotConnected(f"cannot connect to {where}: {reason}")
-    if any(isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError,
-                          urllib3.exceptions.ProtocolError)) for e in chain):
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = getattr(exc, "verify_message", None) or (exc.args[-1] if exc.args else exc)
+        return SendError(f"TLS handshake with {host} failed: certificate verify failed: {detail}")
+    if isinstance(exc, ssl.SSLError):
+        return SendError(f"TLS handshake with {host} failed: {exc.reason or exc}")
+    if isinstance(exc, (http.client.RemoteDisconnected, http.client.IncompleteRead, ConnectionError)):
         return SendError(f"{host} closed the connection without a complete answer")
-    # Not str(exc): requests and urllib3 quote the URL, whose path may be a secret (a push URL's key).
-    root = next((e for e in reversed(chain) if isinstance(e, OSError) and e.strerror), None)
-    return SendError(f"request to {host} failed: {root.strerror if root else type(chain[-1]).__name__}")
-
-
-def _causes(exc):
-    """``exc`` and everything it wraps: requests and urllib3 nest the real error in args, reason and __cause__."""
-    seen, todo = set(), [exc]
-    while todo:
-        e = todo.pop(0)
-        if not isinstance(e, BaseException) or id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        todo += [getattr(e, "reason", None), e.__cause__, e.__context__, *e.args]
-
-
-def _is_timeout(e):
-    if isinstance(e, urllib3.exceptions.NewConnectionError):
-        return False  # urllib3 makes it a ConnectTimeoutError subclass for history's sake
-    return isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout))
+    if isinstance(exc, http.client.HTTPException):
+        # Not str(exc): it may quote what the server sent.
+        return SendError(f"{host} sent an answer that is not HTTP ({type(exc).__name__})")
+    return SendError(f"request to {host} failed: {exc.strerror or type(exc).__name__}")
 
 
 class _Watchdog:
     """Wakes every blocked read of one request when the deadline passes.
 
-    Each part of the request registers a callable that shuts its socket:
-    the connection while the request is sent and the headers are read, then
-    the response (urllib3's HTTPResponse.shutdown) while the body is read,
-    since by then the connection may have handed its socket over. A socket
-    still connecting when it fires is bounded by the connect timeout, which
-    is the remaining budget.
+    The request registers a callable that shuts its socket (the TCP one,
+    then the TLS one wrapping it); firing calls them all. A socket still
+    connecting when it fires is bounded by the connect timeout, which is
+    the remaining budget.
     """
 
     def __init__(self):
@@ -314,63 +335,7 @@ def _quietly(shut):
     try:
         shut()
     except (OSError, ValueError, RuntimeError):
-        pass  # already closed or released: nothing left to wake
-
-
-def _shut_connection(connection):
-    sock = connection.sock
-    if sock is not None:
-        # The base method: SSLSocket.shutdown would also drop the TLS object
-        # under the feet of the thread reading from it.
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _Watched:
-    """Connection-pool mixin: hands each new connection to the request's watchdog."""
-
-    watchdog = None
-
-    def _new_conn(self):
-        connection = super()._new_conn()
-        self.watchdog.watch(functools.partial(_shut_connection, connection))
-        return connection
-
-
-class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
-    pass
-
-
-class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
-    pass
-
-
-class _WatchedPoolManager(PoolManager):
-    def __init__(self, watchdog, **kwargs):
-        super().__init__(**kwargs)
-        self.watchdog = watchdog
-        self.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-    def _new_pool(self, scheme, host, port, request_context=None):
-        pool = super()._new_pool(scheme, host, port, request_context)
-        pool.watchdog = self.watchdog
-        return pool
-
-
-class _PinnedAdapter(HTTPAdapter):
-    """Connects to an address resolved beforehand; for https, SNI and verification use ``tls_hostname``."""
-
-    def __init__(self, watchdog, *, tls_hostname=None):
-        self._watchdog = watchdog  # set before super().__init__, which calls init_poolmanager
-        self._tls_hostname = tls_hostname
-        super().__init__(max_retries=0, pool_connections=1, pool_maxsize=1)
-
-    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
-        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
-        if self._tls_hostname:
-            # https pools only: urllib3 rejects these keywords for plain http.
-            pool_kwargs.update(server_hostname=self._tls_hostname, assert_hostname=self._tls_hostname)
-        self.poolmanager = _WatchedPoolManager(self._watchdog, num_pools=connections, maxsize=maxsize,
-                                               block=block, **pool_kwargs)
+        pass  # already closed: nothing left to wake
 
 
 def _is_ip(host):
@@ -389,12 +354,6 @@ def _ascii_host(host):
             return host.encode("idna").decode("ascii")
         except UnicodeError:
             raise SendError(f"{host!r} is not a valid host name; check the target URL") from None
-
-
-def _netloc(parts, address, port):
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    bracketed = f"[{address}]" if ":" in address else address
-    return f"{userinfo}{at}{bracketed}:{port}"
 
 
 def _host_header(host, parts):

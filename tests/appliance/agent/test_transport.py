@@ -1,3 +1,4 @@
+import base64
 import re
 import socket
 import threading
@@ -244,7 +245,7 @@ def test_tls_verifies_the_real_host_name_while_connecting_to_its_address(tls_ser
 
 def test_tls_rejects_a_certificate_for_another_name(tls_server, resolver, ca_file):
     with pytest.raises(SendError, match="^TLS handshake with wrong.test failed: certificate verify failed: "
-                                        "hostname 'wrong.test' doesn't match 'monitor.test'$"):
+                                        r"Hostname mismatch, certificate is not valid for 'wrong.test'\.$"):
         send("GET", f"https://wrong.test:{tls_server.port}/", headers={}, timeout_s=2, resolver=resolver,
              ca_file=ca_file)
     assert tls_server.requests == []
@@ -277,3 +278,12 @@ def test_an_address_that_drops_connections_leaves_time_for_the_next(server, reso
         for c in fillers:
             c.close()
         blackhole.close()
+
+
+def test_a_user_and_password_in_the_url_go_as_basic_auth(server, resolver):
+    send("GET", f"http://beat%40home:p%3Ass@127.0.0.1:{server.port}/ping", headers={}, timeout_s=2, resolver=resolver)
+    expected = "Basic " + base64.b64encode(b"beat@home:p:ss").decode("ascii")
+    assert server.requests[0].headers["Authorization"] == expected
+    send("GET", f"http://u:p@127.0.0.1:{server.port}/", headers={"Authorization": "Bearer t"}, timeout_s=2,
+         resolver=resolver)
+    assert server.requests[1].headers["Authorization"] == "Bearer t"  # the caller's own header wins
