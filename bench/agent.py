@@ -7,7 +7,8 @@ that answers like a monitor and notes when each beat arrives; ``[display]
 driver = "emulator"`` (renders each frame as a PNG) with ``emulator_file``
 left empty, and ``$RUNTIME_DIRECTORY`` set to a directory on tmpfs
 (/dev/shm), as the installed unit sets it to /run/phonehome, so the PNG
-goes where it goes on the appliance, into RAM; ``[web]
+goes where it goes on the appliance, into RAM; the unit's Environment= lines
+(MALLOC_ARENA_MAX) as on the appliance; ``[web]
 listen`` on a free loopback port, the page fetched once so its code is
 loaded; ``[time] servers``: 4 NTP responders on 127.0.0.1 in this process
 instead of the 4 pool.ntp.org servers; and ``[wifi] hotspot = false``.
@@ -55,6 +56,7 @@ GOAL_DISK_BYTES_PER_DAY = 1_000_000
 GOAL_STARTUP_S = 2.0
 PAGE_BYTES = 4096  # write_bytes counts each page a write dirties
 TOKEN = "bench-token-0123456789"
+UNIT_FILE = os.path.join(ROOT, "appliance", "system", "phonehome-agent.service")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,6 +128,17 @@ def agent_config(data_dir, beat_url, web_port, *, ntp_servers, speedup=1.0):
     return "\n".join(lines) + "\n"
 
 
+def unit_environment(path=UNIT_FILE):
+    """{name: value} of the Environment= lines of the agent's systemd unit, as the appliance runs it."""
+    env = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("Environment="):
+                name, _, value = line[len("Environment="):].strip().partition("=")
+                env[name] = value
+    return env
+
+
 class Agent:
     """A ``phonehome agent --config FILE`` subprocess in its own temporary directory under ``parent``."""
 
@@ -139,11 +152,12 @@ class Agent:
         self.log_path = os.path.join(self.dir, "agent.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
         self.started = time.monotonic()
-        # As systemd sets it for the installed unit (RuntimeDirectory=phonehome): where the display's picture goes.
+        # The environment the installed unit gives it: its Environment= lines, and RUNTIME_DIRECTORY
+        # (RuntimeDirectory=phonehome), where the display's picture goes.
         runtime = tempfile.mkdtemp(prefix="run-", dir=runtime_dir)
         self.proc = subprocess.Popen([PHONEHOME, "agent", "--config", self.config_path], stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env={**os.environ, "RUNTIME_DIRECTORY": runtime})
+                                     env={**os.environ, **unit_environment(), "RUNTIME_DIRECTORY": runtime})
         self.pid = self.proc.pid
         self.rusage = None
 
