@@ -40,13 +40,13 @@ def write_atomic(path, data, *, mode=0o644):
 
 
 def _remove_stale(directory, prefix):
+    # Only the matches are kept: a directory of thousands of files (an outbox of alerts) is read, not held.
     try:
-        entries = list(os.scandir(directory))
+        with os.scandir(directory) as entries:
+            matches = [entry for entry in entries if entry.name.startswith(prefix)]
     except OSError:
         return
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
+    for entry in matches:
         try:
             if time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_S:
                 os.unlink(entry.path)
