@@ -2,7 +2,9 @@
 
 Each target gets random input and near-valid input (a good heartbeat, log line or config with one part
 broken). The properties: no 500 and no exception but the documented one; the refusal names the bad field or key
-path; and a refused input changes nothing (device states, stored events and heartbeats, the config file).
+path; and a refused input changes nothing (device states, stored events and heartbeats, the config file). Beside
+them: the pause API (JSON bodies like the heartbeat's), the settings forms (the web's way into the config loader),
+and text the intake must accept, drawn by every page that shows it.
 
 The examples are derandomized and no example database is kept, so every run (and CI) tries the same inputs.
 """
