@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from appliance.atomic import write_atomic
+from appliance.atomic import STALE_TMP_S, Sweeps, write_atomic
 
 
 def test_replaces_content_and_mode(tmp_path):
@@ -30,3 +30,12 @@ def test_failure_leaves_the_old_file_and_no_temp(tmp_path):
 def test_missing_directory_raises(tmp_path):
     with pytest.raises(OSError):
         write_atomic(str(tmp_path / "nope" / "f"), "x")
+
+
+def test_a_directory_is_swept_for_leftovers_at_most_once_a_minute():
+    sweeps = Sweeps()
+    assert sweeps.due("/a", 100.0)  # the first write after a start looks at once
+    assert not sweeps.due("/a", 100.0 + STALE_TMP_S - 1)
+    assert sweeps.due("/b", 101.0)  # each directory on its own
+    assert sweeps.due("/a", 100.0 + STALE_TMP_S)
+    assert not sweeps.due("/a", 100.0 + STALE_TMP_S + 1)

@@ -22,6 +22,8 @@ import json
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -93,13 +95,16 @@ def test_config_saves_survive_power_cuts(tmp_path, rng):
         assert loaded.device.name in (f"cfg-{done}", f"cfg-{done + 1}"), (loaded.device.name, done, cut.delay_ms)
         done = int(loaded.device.name.split("-")[1])
     assert done > CONFIG_CUTS  # the cuts let saves finish: they hit mid-save, not only before the first
-    # Cuts mid-save leave temporary files; the next save removes those older than a write can take.
+    # Cuts mid-save leave temporary files; the first save of the process that starts after a cut removes
+    # those older than a write can take.
     left = [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
     assert left, "no cut landed between a temporary file's creation and its rename"
     past = time.time() - STALE_TMP_S - 1
     for name in left:
         os.utime(tmp_path / name, (past, past))
-    save_config(path, _config(done + 1))
+    restarted = ("import sys\nfrom appliance.config import load_config, save_config\n"
+                 "save_config(sys.argv[1], load_config(sys.argv[1], missing_ok=False))\n")
+    subprocess.run([sys.executable, "-c", restarted, path], check=True, timeout=60)
     assert os.listdir(tmp_path) == ["phonehome.toml"]
 
 
