@@ -37,3 +37,26 @@ def wait_until(predicate, timeout_s, what):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def monitor_toml(*, data_dir, port, api_token, smtp_port, devices):
+    """TOML for a `phonehome monitor` on 127.0.0.1:``port`` that e-mails a sink on ``smtp_port`` (no TLS).
+
+    ``devices`` is a list of (name, token, max_silence_s); their reminders are off.
+    """
+    text = f"""data_dir = "{data_dir}"
+[web]
+api_token = "{api_token}"
+[monitor]
+listen = "127.0.0.1:{port}"
+[alerts.email]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+security = "none"
+sender = "phonehome@example.com"
+to = ["me@example.com"]
+"""
+    for name, token, silence_s in devices:
+        text += (f'[[monitor.devices]]\nname = "{name}"\ntoken = "{token}"\nmax_silence_s = {silence_s}\n'
+                 "reminder_every_s = 0\n")
+    return text

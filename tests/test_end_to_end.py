@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from appliance.atomic import write_atomic
-from tests.processes import PHONEHOME, Proc, wait_until
+from tests.processes import PHONEHOME, Proc, monitor_toml, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -32,24 +32,8 @@ def write(path, text):
 @pytest.fixture
 def monitor_config(tmp_path, smtp_sink, free_port):
     port = free_port()
-    text = f"""
-data_dir = "{tmp_path / 'monitor-data'}"
-[web]
-api_token = "{API_TOKEN}"
-[monitor]
-listen = "127.0.0.1:{port}"
-[[monitor.devices]]
-name = "home"
-token = "{TOKEN}"
-max_silence_s = {SILENCE_S}
-reminder_every_s = 0
-[alerts.email]
-smtp_host = "127.0.0.1"
-smtp_port = {smtp_sink.port}
-security = "none"
-sender = "phonehome@example.com"
-to = ["me@example.com"]
-"""
+    text = monitor_toml(data_dir=tmp_path / "monitor-data", port=port, api_token=API_TOKEN, smtp_port=smtp_sink.port,
+                        devices=[("home", TOKEN, SILENCE_S)])
     return write(tmp_path / "monitor.toml", text), port
 
 

@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from appliance.atomic import write_atomic
-from tests.processes import PHONEHOME, wait_until
+from tests.processes import PHONEHOME, monitor_toml, wait_until
 
 pytestmark = [
     pytest.mark.fault,
@@ -49,24 +49,8 @@ class Monitor:
         os.makedirs(self.data_dir, exist_ok=True)
         self.port = port
         config = str(tmp_path / "monitor.toml")
-        write_atomic(config, f"""
-data_dir = "{self.data_dir}"
-[web]
-api_token = "{API_TOKEN}"
-[monitor]
-listen = "127.0.0.1:{port}"
-[[monitor.devices]]
-name = "home"
-token = "{TOKEN}"
-max_silence_s = {SILENCE_S}
-reminder_every_s = 0
-[alerts.email]
-smtp_host = "127.0.0.1"
-smtp_port = {smtp_port}
-security = "none"
-sender = "phonehome@example.com"
-to = ["me@example.com"]
-""")
+        write_atomic(config, monitor_toml(data_dir=self.data_dir, port=port, api_token=API_TOKEN,
+                                          smtp_port=smtp_port, devices=[("home", TOKEN, SILENCE_S)]))
         self.config = config
         self.log_path = tmp_path / f"monitor-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")

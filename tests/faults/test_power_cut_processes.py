@@ -21,7 +21,7 @@ from appliance.agent.failures import FailureLog
 from appliance.atomic import write_atomic
 from appliance.config import load_config
 from appliance.setup import FILE_NAME as SETUP_FILE, load_setup
-from tests.processes import Proc, wait_until
+from tests.processes import Proc, monitor_toml, wait_until
 
 pytestmark = pytest.mark.fault
 
@@ -38,21 +38,11 @@ def rng():
 
 
 def _monitor_config(tmp_path, smtp_port, port):
-    devices = "".join(f'[[monitor.devices]]\nname = "dev-{i}"\ntoken = "token-{i}-0123456789"\n'
-                      f"max_silence_s = {SILENCE_S}\nreminder_every_s = 0\n" for i in range(MONITOR_KILLS))
     path = str(tmp_path / "monitor.toml")
-    write_atomic(path, f"""data_dir = "{tmp_path / 'monitor-data'}"
-[web]
-api_token = "{API_TOKEN}"
-[monitor]
-listen = "127.0.0.1:{port}"
-[alerts.email]
-smtp_host = "127.0.0.1"
-smtp_port = {smtp_port}
-security = "none"
-sender = "phonehome@example.com"
-to = ["me@example.com"]
-{devices}""")
+    write_atomic(path, monitor_toml(data_dir=tmp_path / "monitor-data", port=port, api_token=API_TOKEN,
+                                    smtp_port=smtp_port,
+                                    devices=[(f"dev-{i}", f"token-{i}-0123456789", SILENCE_S)
+                                             for i in range(MONITOR_KILLS)]))
     return path
 
 
