@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from appliance.agent.heartbeats import HeartbeatSender  # noqa: E402
 from appliance.clock import SystemClock  # noqa: E402
 from appliance.config.schema import Config, Device, Heartbeat, Target  # noqa: E402
+from tests.faults.resources import counts, settled  # noqa: E402
 
 HOST = "monitor.fault.test"
 RCODES = {"servfail": 2, "nxdomain": 3}
@@ -109,21 +110,6 @@ def isolate(workdir):
     interfaces = [name for _, name in socket.if_nameindex()]
     if interfaces != ["lo"]:
         raise SystemExit(f"this namespace has interfaces besides lo: {interfaces}")
-
-
-def counts():
-    return threading.active_count(), len(os.listdir("/proc/self/fd"))
-
-
-def settled(before, timeout_s):
-    """The (threads, fds) counts once they are back to ``before``, or after ``timeout_s`` (lookup threads
-    that outlived their caller and sockets the servers still hold end by themselves, a second or so later)."""
-    deadline = time.monotonic() + timeout_s
-    now = counts()
-    while (now[0] > before[0] or now[1] > before[1]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = counts()
-    return now
 
 
 def timed(worker):

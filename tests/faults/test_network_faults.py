@@ -26,6 +26,7 @@ import trustme
 from appliance.agent.heartbeats import HeartbeatSender
 from appliance.clock import SystemClock
 from appliance.config.schema import Config, Device, Heartbeat, Target
+from tests.faults.resources import counts, settled
 
 pytestmark = pytest.mark.fault
 
@@ -224,22 +225,6 @@ def timed_attempt(worker):
     started = time.monotonic()
     attempt = worker.attempt()
     return time.monotonic() - started, attempt
-
-
-def counts():
-    """(threads, open file descriptors) of this process."""
-    return threading.active_count(), len(os.listdir("/proc/self/fd"))
-
-
-def settled(before, timeout_s=3.0):
-    """The counts once they are back at ``before``, or after ``timeout_s``: a server's connection threads
-    (a dripping one writes once a second) and the deadline timers end by themselves shortly after a beat."""
-    deadline = time.monotonic() + timeout_s
-    now = counts()
-    while (now[0] > before[0] or now[1] > before[1]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = counts()
-    return now
 
 
 @pytest.mark.parametrize("fault", list(EXPECTED_ERRORS))
