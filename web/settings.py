@@ -13,7 +13,6 @@ import functools
 import os
 import threading
 import time
-import zoneinfo
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
@@ -50,6 +49,8 @@ def _helpers():
 @functools.lru_cache(maxsize=1)
 def time_zones():
     """The IANA zone names this machine knows, sorted (for the time zone's list of suggestions)."""
+    import zoneinfo  # here, not at the top: most of the agent's life passes without the settings page
+
     return sorted(zoneinfo.available_timezones())
 
 

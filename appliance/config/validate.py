@@ -8,7 +8,6 @@ mean" hint. Checks that involve several fields live on the dataclass itself as
 """
 
 import dataclasses
-import difflib
 import math
 import os
 import types
@@ -167,6 +166,8 @@ def _join(path, key):
 
 def _suggest(word, candidates):
     candidates = [c for c in candidates if isinstance(c, str)]  # numbers have no near misses worth naming
+    import difflib  # here: only a config with an unknown key needs it, and the agent keeps what it imports
+
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

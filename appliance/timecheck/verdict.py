@@ -42,7 +42,6 @@ monitor keeps); ``short_reason`` cuts it, and is the only place that does.
 """
 
 import math
-import statistics
 from dataclasses import dataclass
 
 from appliance.text import shorten
@@ -151,9 +150,9 @@ def consensus(servers, *, max_offset_ms):
             groups.append(frozenset(active))
     majority = len(groups) == 1 and 2 * best > len(good)
     # With a majority there is one group; without one, the nearest zero: drifting only if even it says so.
-    chosen = min(groups, key=lambda g: abs(statistics.median(good[i].answer.offset_ms for i in g)))
+    chosen = min(groups, key=lambda g: abs(_median(good[i].answer.offset_ms for i in g)))
     truechimers = tuple(s for i, s in enumerate(good) if i in chosen)
-    offset = statistics.median(s.answer.offset_ms for s in truechimers)
+    offset = _median(s.answer.offset_ms for s in truechimers)
     return Consensus(offset_ms=offset, jitter_ms=_jitter_ms(truechimers, offset),
                      truechimers=truechimers, falsetickers=tuple(s for s in good if s not in truechimers),
                      majority=majority)
@@ -244,3 +243,11 @@ def decide(servers, sync, zone, *, max_offset_ms):
                    offset_ms=found.offset_ms if found else None, jitter_ms=found.jitter_ms if found else None,
                    agree=len(found.truechimers) if found else 0,
                    usable=sum(1 for s in servers if s.answer.ok), problems=tuple(problems))
+
+
+def _median(values):
+    """The median of ``values`` (any iterable of numbers, at least one): the middle one, or the mean of the
+    two middle ones. Not statistics.median: that module brings fractions and decimal into the agent."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

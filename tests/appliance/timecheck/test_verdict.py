@@ -6,7 +6,7 @@ from appliance.timecheck.ntp import ServerAnswer
 from appliance.timecheck.system import SyncState
 from appliance.timecheck.tracking import ServerStatus
 from appliance.timecheck.verdict import (
-    ZoneCheck, consensus, decide, format_offset, short_reason,
+    ZoneCheck, _median, consensus, decide, format_offset, short_reason,
 )
 
 SYNCED = SyncState("chrony", True, "chrony: synchronised to 192.0.2.1, stratum 2")
@@ -224,3 +224,9 @@ def test_a_wide_delay_lets_a_distant_server_agree():
 ])
 def test_format_offset(ms, text):
     assert format_offset(ms) == text
+
+
+@pytest.mark.parametrize("values, median", [([3.0], 3.0), ([5.0, 1.0], 3.0), ([2.0, -7.0, 9.0], 2.0),
+                                            ([4.0, 1.0, 3.0, 2.0], 2.5)])
+def test_median_is_the_middle_value_or_the_mean_of_the_middle_two(values, median):
+    assert _median(iter(values)) == median
