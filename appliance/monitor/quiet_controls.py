@@ -1,4 +1,5 @@
-"""What people do to quiet alerts, as MonitorService methods: pause a site, acknowledge an outage, list pauses.
+"""What people do to quiet alerts, as MonitorService methods: pause a device or a site, acknowledge an outage,
+list pauses.
 
 A mixin of ``MonitorService``: it uses the service's ``_lock``, ``_clock``,
 ``machine``, ``store``, ``_pauses`` and ``_quiet`` (a ``quiet.Quiet``). The
@@ -18,7 +19,41 @@ log = logging.getLogger("phonehome.monitor")
 
 
 class QuietControls:
-    """Site pauses and acknowledgements of a MonitorService."""
+    """Device and site pauses and acknowledgements of a MonitorService."""
+
+    # -- devices -----------------------------------------------------------
+
+    def pause(self, name, *, for_s=None):
+        """Pause ``name``'s alerts for ``for_s`` seconds (None: until resumed); return the Pause.
+
+        Its transitions are still stored; only alerts are not queued. The pause
+        is saved and survives a restart. Raises KeyError for an unknown device,
+        ValueError for a ``for_s`` that is not positive, StoreError when it
+        cannot be saved (then nothing changed).
+        """
+        check_pause_s(for_s)
+        now = self._clock.now()
+        with self._lock:
+            if name not in self.machine:
+                raise KeyError(name)
+            until = None if for_s is None else now.wall + for_s
+            self.store.save_pause(name, paused_at=now.wall, until=until)
+            pause = self._pauses.pause(name, now, for_s=for_s)
+        log.info("%s: alerts paused %s", name, "until resumed" if for_s is None else f"for {format_duration(for_s)}")
+        return pause
+
+    def resume(self, name):
+        """Alert about ``name`` again; True when it was paused. Raises KeyError, StoreError as ``pause``."""
+        now = self._clock.now()
+        with self._lock:
+            if name not in self.machine:
+                raise KeyError(name)
+            was = self._pauses.get(name, now) is not None
+            self.store.delete_pause(name)
+            self._pauses.resume(name)
+        if was:
+            log.info("%s: alerts resumed", name)
+        return was
 
     # -- sites -------------------------------------------------------------
 

@@ -17,20 +17,19 @@ from appliance.auth import session_key
 from appliance.clock import SystemClock
 from appliance.config.schema import Monitor
 from appliance.monitor.accesslog import AccessLogFollower
+from appliance.monitor.device_reads import DeviceReads
 from appliance.monitor.dispatch import Dispatcher
 from appliance.monitor.events import Event, Kind, State
 from appliance.monitor.explain import Explainer, log_event
 from appliance.monitor.intake import BadHeartbeat, parse_heartbeat
-from appliance.monitor.lastbeats import LastBeats, json_text, unpack
+from appliance.monitor.lastbeats import LastBeats, json_text
 from appliance.monitor.machine import Machine
-from appliance.monitor.pauses import Pauses, check_pause_s
+from appliance.monitor.pauses import Pauses
 from appliance.monitor.runlog import STALL_S
 from appliance.monitor.selfwatch import SelfWatch
 from appliance.monitor.quiet import Quiet
 from appliance.monitor.quiet_controls import QuietControls
 from appliance.monitor.store import Store
-from appliance.monitor.views import DeviceList, device_dict, select
-from appliance.timefmt import format_duration
 
 log = logging.getLogger("phonehome.monitor")
 
@@ -50,7 +49,7 @@ class Answer:
         self.status, self.body = status, body
 
 
-class MonitorService(QuietControls):
+class MonitorService(QuietControls, DeviceReads):
     """Receives heartbeats, fires deadlines, records events and queues alerts."""
 
     def __init__(self, config, *, clock=None, channels=None, retry_first_s=10.0, on_events=None):
@@ -395,113 +394,6 @@ class MonitorService(QuietControls):
         elif settings.access_log:
             log.warning("monitor.access_log was added; restart the monitor to start following it")
         log.info("monitor config reloaded: %d device(s)", len(settings.devices))
-
-    # -- paused alerts ---------------------------------------------------
-
-    def pause(self, name, *, for_s=None):
-        """Pause ``name``'s alerts for ``for_s`` seconds (None: until resumed); return the Pause.
-
-        Its transitions are still stored; only alerts are not queued. The pause
-        is saved and survives a restart. Raises KeyError for an unknown device,
-        ValueError for a ``for_s`` that is not positive, StoreError when it
-        cannot be saved (then nothing changed).
-        """
-        check_pause_s(for_s)
-        now = self._clock.now()
-        with self._lock:
-            if name not in self.machine:
-                raise KeyError(name)
-            until = None if for_s is None else now.wall + for_s
-            self.store.save_pause(name, paused_at=now.wall, until=until)
-            pause = self._pauses.pause(name, now, for_s=for_s)
-        log.info("%s: alerts paused %s", name, "until resumed" if for_s is None else f"for {format_duration(for_s)}")
-        return pause
-
-    def resume(self, name):
-        """Alert about ``name`` again; True when it was paused. Raises KeyError, StoreError as ``pause``."""
-        now = self._clock.now()
-        with self._lock:
-            if name not in self.machine:
-                raise KeyError(name)
-            was = self._pauses.get(name, now) is not None
-            self.store.delete_pause(name)
-            self._pauses.resume(name)
-        if was:
-            log.info("%s: alerts resumed", name)
-        return was
-
-    # -- views ---------------------------------------------------------
-
-    def devices(self, now=None):
-        """Every device as a dict for the JSON API (no secrets), in name order."""
-        now = now or self._clock.now()
-        with self._lock:
-            return [self._as_dict(v, now, self._quiet.pause_of(v.name, now)) for v in self.machine.views()]
-
-    def metric_rows(self, now=None):
-        """Every device as a row for metrics.iter_metrics, in name order: (name, state value, seconds since its
-        last heartbeat or None, outages total, its own clock offset in ms or None, the monitor's estimate in ms
-        or None).
-
-        Not ``devices()``: a full dict per device is a few KB, and with 100,000
-        devices a scrape would hold hundreds of MB at once. Under the lock only
-        a tuple per device is taken; the last beats are decoded after it.
-        """
-        now = now or self._clock.now()
-        with self._lock:
-            return _MetricRows([(name, state.value, heard, self._outages.get(name, 0), self._beats.raw(name))
-                                for name, state, heard in self.machine.rows()], now.wall)
-
-    def device(self, name, now=None):
-        """One device's dict as in ``devices``; raises KeyError for an unknown device."""
-        now = now or self._clock.now()
-        with self._lock:
-            return self._as_dict(self.machine.view(name), now, self._quiet.pause_of(name, now))
-
-    def device_list(self, *, state=None, query="", offset=0, limit=100, now=None):
-        """One page of devices for people, down first, then by name: a DeviceList (see views.select).
-
-        Only the page's devices become dicts, and the sorting happens outside
-        the lock, so heartbeats wait for neither.
-        """
-        now = now or self._clock.now()
-        with self._lock:
-            states = self.machine.states()
-            paused = self._quiet.paused_names(now)  # by themselves or by their site
-        names, counts = select(states, paused, state=state, query=query)
-        page = []
-        with self._lock:
-            for name in names[offset:offset + limit]:
-                if name in self.machine:  # a reload may have removed it meanwhile
-                    page.append(self._as_dict(self.machine.view(name), now, self._quiet.pause_of(name, now)))
-        return DeviceList(total=len(names), counts=counts, devices=page)
-
-    def _as_dict(self, view, now, pause):
-        return {**device_dict(view, self._beats.get(view.name), outages_total=self._outages.get(view.name, 0),
-                              pause=pause, now=now), **self._quiet.describe(view.name, now)}
-
-
-class _MetricRows:
-    """The rows metric_rows returns, made a slice at a time: each last beat is decoded only when its slice is
-    read, so a scrape of 100,000 devices never holds 100,000 decoded rows."""
-
-    __slots__ = ("_snapshot", "_wall")
-
-    def __init__(self, snapshot, wall):
-        self._snapshot, self._wall = snapshot, wall  # [(name, state value, heard wall, outages, raw beat)]
-
-    def __len__(self):
-        return len(self._snapshot)
-
-    def __getitem__(self, index):
-        if not isinstance(index, slice):
-            return self[index:index + 1 or None][0]
-        out = []
-        for name, state, heard, outages, raw in self._snapshot[index]:
-            beat = unpack(raw) if raw else {}
-            out.append((name, state, None if heard is None else max(0.0, self._wall - heard), outages,
-                        (beat.get("time") or {}).get("offset_ms"), beat.get("clock_offset_ms")))
-        return out
 
 
 def _tokens(settings):
