@@ -46,6 +46,9 @@ TOKEN_OR_SESSION = {"status_api.status", "dashboard.history", "monitor_api.devic
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# What is not a page (JSON answers, pictures, scripts) runs nothing and is framed by nobody. The short form
+# saves every heartbeat's answer about 230 bytes: a month of them on metered mobile data is about 10 MB.
+CSP_NOT_A_PAGE = "default-src 'none'; frame-ancestors 'none'"
 SESSION_DAYS = 30
 
 
@@ -192,10 +195,13 @@ def host_allowed(host, web):
 
 
 def _headers(response):
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    else:
+        response.headers.setdefault("Content-Security-Policy", CSP_NOT_A_PAGE)
     if request.endpoint != "static":
         # Pages show live state and secrets' masks: never from a cache.
         response.headers.setdefault("Cache-Control", "no-store")

@@ -92,6 +92,10 @@ def test_a_good_json_heartbeat_is_answered_with_the_monitors_time_and_the_state(
     after = time.time()
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"] == "application/json"
+    # Not a page: the short policy, no page-only headers (every byte counts on metered mobile data).
+    assert r.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert "X-Frame-Options" not in r.headers and "Referrer-Policy" not in r.headers
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
     body = r.json()
     assert body["ok"] is True and body["state"] == "up"
     # The monitor's own clock, not the device's sent_at.
