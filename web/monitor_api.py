@@ -24,7 +24,18 @@ def heartbeat():
 
 @bp.get("/api/v1/devices")
 def devices():
-    return jsonify(devices=_service().devices())
+    # Streamed a page of devices at a time, the same JSON as jsonify(devices=[...]) would make at once.
+    return Response(_devices_json(_service().device_pages(), current_app.json), mimetype="application/json")
+
+
+def _devices_json(pages, provider):
+    yield '{"devices": ['
+    first = True
+    for page in pages:
+        if page:
+            yield ("" if first else ",") + ",".join(provider.dumps(d) for d in page)
+            first = False
+    yield "]}\n"
 
 
 @bp.get("/metrics")

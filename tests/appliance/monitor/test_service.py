@@ -360,3 +360,11 @@ def test_a_change_of_the_devices_clock_verdict_is_recorded_not_alerted(make_conf
     assert queued(service) == []
     device = {d["name"]: d for d in service.devices()}["home"]
     assert device["time"]["verdict"] == "drifting" and abs(device["clock_offset_ms"]) < 1
+
+
+def test_device_pages_are_the_device_list_in_pieces(make_config, services, clock):
+    service = services(make_config(*(monitored(f"dev-{i:02d}") for i in range(7))), clock)
+    beat(service, "dev-03")
+    pages = list(service.device_pages(clock.now(), size=3))
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [d for p in pages for d in p] == service.devices(clock.now())
