@@ -341,7 +341,6 @@ def filesystem(path):
 IMPORT_GROUPS = (
     ("the config and CLI", ("appliance.cli", "appliance.agent.role", "appliance.runtime")),
     ("ssl and http.client", ("ssl", "http.client")),
-    ("requests, urllib3, charset_normalizer, idna", ("urllib3", "charset_normalizer", "idna", "requests")),
     ("heartbeats, clock check", ("appliance.agent.transport", "appliance.timecheck.checker",
                                  "appliance.agent.heartbeats")),
     ("setup code, password hashing", ("appliance.setup",)),
