@@ -1,7 +1,8 @@
 """The agent's footprint: memory, CPU, wake-ups, disk writes and start-up time of a real ``phonehome agent``.
 
-Every run is a real ``phonehome agent --config FILE`` subprocess at the
-default settings, except what must stay on loopback or off the machine:
+Every run is a real ``phonehome agent --config FILE`` subprocess, run as
+on the appliance where this machine allows it (see ``appliance_command``), at
+the default settings, except what must stay on loopback or off the machine:
 one heartbeat target, a plain HTTP server in this process on 127.0.0.1
 that answers like a monitor and notes when each beat arrives; ``[display]
 driver = "emulator"`` (renders each frame as a PNG) with ``emulator_file``
@@ -38,19 +39,32 @@ import argparse
 import http.client
 import json
 import os
+import platform
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from appliance.timecheck.loopback import FakeNtpServer
-from bench.common import ROOT, describe_machine, free_port, machine, save_results, summary, table
+from bench.common import (
+    ROOT,
+    describe_machine,
+    free_port,
+    machine,
+    save_results,
+    summary,
+    table,
+)
 from bench.timecheck import measure_disk as timecheck_disk
 
 PHONEHOME = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "phonehome")
+DEBIAN_PYTHON = "/usr/bin/python3"
+PACKAGES = ("appliance", "web", "hardware")  # pyproject.toml's [tool.setuptools.packages.find]
 GOAL_RSS_BYTES = 45_000_000  # "45 MB" read as SI megabytes (42.9 MiB): the stricter reading
 GOAL_DISK_BYTES_PER_DAY = 1_000_000
 GOAL_STARTUP_S = 2.0
@@ -142,7 +156,7 @@ def unit_environment(path=UNIT_FILE):
 class Agent:
     """A ``phonehome agent --config FILE`` subprocess in its own temporary directory under ``parent``."""
 
-    def __init__(self, parent, beat_url, *, ntp_servers, runtime_dir, speedup=1.0):
+    def __init__(self, parent, beat_url, *, command, ntp_servers, runtime_dir, speedup=1.0):
         self.dir = tempfile.mkdtemp(prefix="agent-", dir=parent)
         self.data_dir = os.path.join(self.dir, "data")
         self.web_port = free_port()
@@ -155,8 +169,9 @@ class Agent:
         # The environment the installed unit gives it: its Environment= lines, and RUNTIME_DIRECTORY
         # (RuntimeDirectory=phonehome), where the display's picture goes.
         runtime = tempfile.mkdtemp(prefix="run-", dir=runtime_dir)
-        self.proc = subprocess.Popen([PHONEHOME, "agent", "--config", self.config_path], stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=ROOT,
+        # cwd is the agent's own directory: ``python -m appliance`` must not find the checkout in its cwd.
+        self.proc = subprocess.Popen([*command, "agent", "--config", self.config_path], stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
                                      env={**os.environ, **unit_environment(), "RUNTIME_DIRECTORY": runtime})
         self.pid = self.proc.pid
         self.rusage = None
@@ -238,12 +253,12 @@ class Agent:
 
 # -- the measurements ----------------------------------------------------------------------------------
 
-def measure_startups(parent, starts, ntp, runtime_dir):
+def measure_startups(parent, starts, ntp, runtime_dir, command):
     """Seconds from Popen to the first heartbeat received, ``starts`` times (fresh data_dir each time)."""
     samples = []
     for _ in range(starts):
         counter = BeatCounter()
-        agent = Agent(parent, counter.url, ntp_servers=ntp, runtime_dir=runtime_dir)
+        agent = Agent(parent, counter.url, command=command, ntp_servers=ntp, runtime_dir=runtime_dir)
         try:
             first = counter.wait_for(1, timeout_s=30)
             samples.append(None if first is None else first - agent.started)
@@ -253,10 +268,10 @@ def measure_startups(parent, starts, ntp, runtime_dir):
     return samples
 
 
-def measure_steady(parent, ntp, runtime_dir, *, settle_s, steady_s):
+def measure_steady(parent, ntp, runtime_dir, command, *, settle_s, steady_s):
     """CPU, wake-ups, disk writes and memory of an agent at the defaults over ``steady_s`` seconds."""
     counter = BeatCounter()
-    agent = Agent(parent, counter.url, ntp_servers=ntp, runtime_dir=runtime_dir)
+    agent = Agent(parent, counter.url, command=command, ntp_servers=ntp, runtime_dir=runtime_dir)
     try:
         first = counter.wait_for(1, timeout_s=30)
         if first is None:
@@ -301,10 +316,10 @@ def measure_steady(parent, ntp, runtime_dir, *, settle_s, steady_s):
     return result
 
 
-def measure_disk(parent, ntp, runtime_dir, *, speedup, seconds):
+def measure_disk(parent, ntp, runtime_dir, command, *, speedup, seconds):
     """Disk writes of an agent with its intervals divided by ``speedup``, over ``seconds``."""
     counter = BeatCounter()
-    agent = Agent(parent, counter.url, ntp_servers=ntp, speedup=speedup, runtime_dir=runtime_dir)
+    agent = Agent(parent, counter.url, command=command, ntp_servers=ntp, speedup=speedup, runtime_dir=runtime_dir)
     try:
         if counter.wait_for(1, timeout_s=30) is None:
             raise RuntimeError(f"the agent sent no heartbeat within 30 s:\n{agent.log_tail()}")
@@ -372,15 +387,53 @@ def import_costs():
 
 # -- the report ----------------------------------------------------------------------------------------
 
+def appliance_command(parent):
+    """(argv prefix that runs phonehome, how it is installed): phonehome as the appliance runs it when possible.
+
+    The SD image runs Debian's python3 with phonehome installed from its
+    wheel; a development venv may use another build of Python (one with a
+    shared libpython is about 1 MiB larger resident) and an editable install
+    (whose import hook loads modules the appliance never does). So: a venv of
+    Debian's python3 (when it is the same CPython minor version as this one,
+    so the venv's compiled libraries fit) with a copy of phonehome's packages
+    in it, as its wheel installs them, and this venv's libraries behind it.
+    Otherwise this venv's phonehome.
+    """
+    here = "this venv's phonehome ({}, {})".format(sys.executable, platform.python_version())
+    if not os.path.exists(DEBIAN_PYTHON) or os.path.realpath(DEBIAN_PYTHON) == os.path.realpath(sys.executable):
+        return [PHONEHOME], here
+    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import sys, platform; print(sys.version_info[:2] == %r, "
+                            "platform.python_version())" % (tuple(sys.version_info[:2]),)],
+                           capture_output=True, text=True, timeout=30, check=False)
+    same, _, version = probe.stdout.strip().partition(" ")
+    if probe.returncode != 0 or same != "True":
+        return [PHONEHOME], here
+    venv = os.path.join(parent, "appliance-venv")
+    subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    site = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+    for package in PACKAGES:  # what phonehome's wheel holds: its three packages with their data files
+        shutil.copytree(os.path.join(ROOT, package), os.path.join(site, package),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    libraries = sysconfig.get_paths()["purelib"]
+    with open(os.path.join(site, "zz-libraries.pth"), "w", encoding="utf-8") as f:
+        f.write(libraries + "\n")  # after phonehome's own copy; this venv's .pth hooks are not run from here
+    return ([os.path.join(venv, "bin", "python"), "-m", "appliance"],
+            f"as on the appliance: Debian's python3 {version}, phonehome installed (not editable), this venv's "
+            f"libraries")
+
+
 def run(*, starts, settle_s, steady_s, speedup, disk_s):
     responders = [FakeNtpServer(skew_s=s).start() for s in (0.0, 0.0004, -0.0004, 0.0002)]
     ntp = [r.spec for r in responders]
     try:
         with tempfile.TemporaryDirectory(prefix="phonehome-bench-agent-", dir="/var/tmp") as parent, \
                 tempfile.TemporaryDirectory(prefix="phonehome-bench-agent-", dir="/dev/shm") as shm:
-            startup = measure_startups(parent, starts, ntp, shm)
-            steady = measure_steady(parent, ntp, shm, settle_s=settle_s, steady_s=steady_s)
-            disk = measure_disk(parent, ntp, shm, speedup=speedup, seconds=disk_s)
+            command, installed = appliance_command(parent)
+            startup = measure_startups(parent, starts, ntp, shm, command)
+            steady = measure_steady(parent, ntp, shm, command, settle_s=settle_s, steady_s=steady_s)
+            disk = measure_disk(parent, ntp, shm, command, speedup=speedup, seconds=disk_s)
     finally:
         for r in responders:
             r.stop()
@@ -388,7 +441,7 @@ def run(*, starts, settle_s, steady_s, speedup, disk_s):
     # The clock history is written every 6 h of real time (history.FLUSH_EVERY_S), which no config scales: a run
     # of minutes never sees it. Its cost is bench.timecheck's simulated day at the default 900 s.
     history = timecheck_disk(900.0)
-    return {"startup_s": startup, "steady": steady, "disk": disk, "clock_history": history,
+    return {"installed": installed, "startup_s": startup, "steady": steady, "disk": disk, "clock_history": history,
             "import_costs_kib": import_costs(),
             "write_bytes_per_day": disk["write_bytes_per_day"] + history["blocks_per_day"] * PAGE_BYTES}
 
@@ -426,6 +479,7 @@ def report(result):
     life = s["life_context_switches"]
     threads_text = ", ".join(f"{n * 60 / s['window_s']:.0f}" for n in s["context_switches_per_thread"] if n)
     return "\n".join([
+        f"phonehome run: {result['installed']}",
         table(["figure", "samples", "measured", "goal", "met?"], rows),
         "\n   where the resident memory goes: VmRSS each group of imports adds in a fresh interpreter, in the "
         "agent's order, and the rest of the steady-state VmRSS",
