@@ -319,8 +319,8 @@ def test_dns_failures_in_a_namespace_of_their_own():
     (1,500 beats), NXDOMAIN (1,500) or nothing (24); in a network namespace with only loopback, so no query can
     leave this machine. Each beat ends within its timeout, threads and files stay flat, and the real loop
     delivers within one interval once the DNS server answers."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare(1) for a network namespace (CI runs as root)")
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare(1) and ip(8) (iproute2) for a network namespace (CI runs as root)")
     probe = subprocess.run(["unshare", "--net", "--mount", "--", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot make a network namespace here: {probe.stderr.strip()}")
