@@ -16,6 +16,8 @@ by a pixel now and then against burn-in, and nothing may be lost when it does.
 
 import datetime
 import functools
+import importlib.util
+import os
 from collections import namedtuple
 
 from PIL import Image, ImageDraw, ImageFont
@@ -85,16 +87,30 @@ def _big_mask(text, scale, font):
     return strip.resize((strip.width * scale, strip.height * scale), Image.NEAREST)
 
 
-def _lcd_strip(text):
-    # luma.core's LCD font: 5x7 glyphs like a character LCD's, one byte per column, bit 0 the top row.
-    from luma.core.legacy.font import LCD_FONT
+@functools.lru_cache(maxsize=1)
+def _lcd_font():
+    """luma.core's LCD font: 5x7 glyphs like a character LCD's, each as bytes, one per column, bit 0 the top row.
 
+    Read from luma/core/legacy/font.py alone, not imported as luma.core.legacy.font: importing that package
+    starts luma.core.virtual's pool of 4 threads, which nothing here uses (with its modules, about 0.8 MiB
+    of the agent's resident memory). Only this font is kept.
+    """
+    core = importlib.util.find_spec("luma.core")
+    path = os.path.join(os.path.dirname(core.origin), "legacy", "font.py")
+    spec = importlib.util.spec_from_file_location("phonehome_luma_fonts", path)
+    fonts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fonts)
+    return tuple(bytes(glyph) for glyph in fonts.LCD_FONT)
+
+
+def _lcd_strip(text):
+    font = _lcd_font()
     columns = []
     for c in text:
         if c == " ":
             columns += [0, 0]
             continue
-        glyph = list(LCD_FONT[ord(c) if ord(c) < 128 else ord("?")])
+        glyph = list(font[ord(c) if ord(c) < 128 else ord("?")])
         while glyph and not glyph[0]:
             glyph.pop(0)
         while glyph and not glyph[-1]:

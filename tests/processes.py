@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import requests
+
 # The console script the package installs, as a user runs it.
 PHONEHOME = os.path.join(os.path.dirname(sys.executable), "phonehome")
 
@@ -37,6 +39,15 @@ def wait_until(predicate, timeout_s, what):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def monitor_answers(port, api_token):
+    """True once a monitor on 127.0.0.1:``port`` serves its device list (it is up and has read its store)."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=1,
+                            headers={"Authorization": f"Bearer {api_token}"}).ok
+    except requests.ConnectionError:
+        return False
 
 
 def monitor_toml(*, data_dir, port, api_token, smtp_port, devices):

@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from appliance.atomic import write_atomic
-from tests.processes import PHONEHOME, monitor_toml, wait_until
+from tests.processes import PHONEHOME, monitor_answers, monitor_toml, wait_until
 
 pytestmark = [
     pytest.mark.fault,
@@ -61,20 +61,13 @@ class Monitor:
                                    self.data_dir, PHONEHOME, config], stdout=self._log, stderr=subprocess.STDOUT)
         # The data_dir as the monitor sees it: the tmpfs, not the directory under it.
         self.root = f"/proc/{self.p.pid}/root{self.data_dir}"
-        wait_until(lambda: self.answers(), 15, f"the monitor to answer; its log: {self.output}")
+        wait_until(lambda: monitor_answers(self.port, API_TOKEN), 15, f"the monitor to answer; its log: {self.output}")
         self.boot_id = str(uuid.uuid4())
         self.seq = 0
 
     @property
     def output(self):
         return self.log_path.read_text(errors="replace")
-
-    def answers(self):
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/api/v1/devices", timeout=1,
-                                headers={"Authorization": f"Bearer {API_TOKEN}"}).ok
-        except requests.ConnectionError:
-            return False
 
     def state(self):
         r = requests.get(f"http://127.0.0.1:{self.port}/api/v1/devices", timeout=2,

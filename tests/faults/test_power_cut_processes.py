@@ -21,7 +21,7 @@ from appliance.agent.failures import FailureLog
 from appliance.atomic import write_atomic
 from appliance.config import load_config
 from appliance.setup import FILE_NAME as SETUP_FILE, load_setup
-from tests.processes import Proc, monitor_toml, wait_until
+from tests.processes import Proc, monitor_answers, monitor_toml, wait_until
 
 pytestmark = pytest.mark.fault
 
@@ -46,14 +46,6 @@ def _monitor_config(tmp_path, smtp_port, port):
     return path
 
 
-def _answers(port):
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/api/v1/devices", timeout=1,
-                            headers={"Authorization": f"Bearer {API_TOKEN}"}).ok
-    except requests.ConnectionError:
-        return False
-
-
 def _beat(port, i, seq):
     body = {"device": f"dev-{i}", "sent_at": time.time(), "seq": seq, "boot_id": "boot-1", "uptime_s": 100}
     requests.post(f"http://127.0.0.1:{port}/api/v1/heartbeat", data=json.dumps(body), timeout=2,
@@ -75,7 +67,7 @@ def test_monitors_killed_around_a_down_alert_it_once_after_restart(tmp_path, smt
     in_doubt, stored_first = set(), 0
     for i in range(MONITOR_KILLS):
         monitor = Proc("monitor", config, tmp_path)
-        wait_until(lambda: _answers(port), 15, "the monitor to answer")
+        wait_until(lambda: monitor_answers(port, API_TOKEN), 15, "the monitor to answer")
         seq = 0
         # Beats until the device's row is written (heartbeat times are written behind, once a second).
         while not _query(db_path, f"SELECT 1 FROM devices WHERE name='dev-{i}' AND last_heard_at IS NOT NULL"):

@@ -248,3 +248,14 @@ def test_characters_the_font_lacks_are_shown_as_question_marks():
 ])
 def test_offset_text(offset_ms, text):
     assert offset_text(offset_ms) == text
+
+
+def test_the_lcd_font_is_luma_s_own_read_without_its_thread_pool():
+    import threading
+
+    from hardware.pages import _lcd_font
+    before = threading.active_count()
+    font = _lcd_font()
+    assert threading.active_count() == before  # luma.core.legacy's import would start 4 threads
+    from luma.core.legacy.font import LCD_FONT  # the reference: the same glyphs
+    assert font == tuple(bytes(glyph) for glyph in LCD_FONT)
