@@ -163,14 +163,16 @@ HARDWARE_ONLY = {
 }
 
 SAVER = r"""
-import sys
+import os, sys
 from appliance.atomic import write_atomic
 path, texts = sys.argv[1], [open(sys.argv[2]).read(), open(sys.argv[3]).read()]
 n = 0
 while True:  # the same atomic write the web page's settings use, as fast as it goes, until the power is cut
     write_atomic(path, texts[n % 2], mode=0o600)
     n += 1
-    open("/run/phonehome-saves", "w").write(str(n))
+    with open("/run/phonehome-saves.new", "w") as f:  # renamed, so the host never reads it half-written
+        f.write(str(n))
+    os.replace("/run/phonehome-saves.new", "/run/phonehome-saves")
 """
 
 
