@@ -170,9 +170,9 @@ n = 0
 while True:  # the same atomic write the web page's settings use, as fast as it goes, until the power is cut
     write_atomic(path, texts[n % 2], mode=0o600)
     n += 1
-    with open("/run/phonehome-saves.new", "w") as f:  # renamed, so the host never reads it half-written
+    with open("/run/phonehome-saver/count.new", "w") as f:  # renamed, so the host never reads it half-written
         f.write(str(n))
-    os.replace("/run/phonehome-saves.new", "/run/phonehome-saves")
+    os.replace("/run/phonehome-saver/count.new", "/run/phonehome-saver/count")
 """
 
 
@@ -396,17 +396,17 @@ def power_cut_during_saves(guest, vm, work, say):
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
         guest.copy(os.path.join(work, name), f"/run/{name}")
-    guest.run(f"touch /run/phonehome-saves; chown phonehome: /run/phonehome-saves; cd /run && "
+    guest.run(f"mkdir -p /run/phonehome-saver; chown phonehome: /run/phonehome-saver; cd /run && "
               f"setsid -f runuser -u phonehome -- "
               f"/opt/phonehome/venv/bin/python /run/saver.py {config} /run/old.toml /run/new.toml "
               f">/dev/null 2>&1")
     deadline = time.monotonic() + 120
-    while not guest.run("cat /run/phonehome-saves", check=False).strip():  # the saver runs, at emulated speed
+    while not guest.run("cat /run/phonehome-saver/count", check=False).strip():  # the saver runs, at emulated speed
         if time.monotonic() > deadline:
             raise AssertionError("the config saver in the VM did not start")
         time.sleep(1)
     time.sleep(random.uniform(1.0, 5.0))
-    saves = guest.run("cat /run/phonehome-saves", check=False).strip()
+    saves = guest.run("cat /run/phonehome-saver/count", check=False).strip()
     vm.power_cut()
     say(f"power cut (QEMU killed) while the VM saves its config over and over (more than {saves} saves done)")
 
