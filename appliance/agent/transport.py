@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from appliance.errors import SendError
 
@@ -260,7 +260,10 @@ def _tls_context(ca_file):
 
 
 def _target(parts):
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    """The request line's path and query: spaces and other characters a request line cannot carry are
+    percent-encoded (as UTF-8), and escapes already there are left as they are."""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return quote(target, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 def _headers(headers, host, parts):

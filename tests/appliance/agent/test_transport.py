@@ -287,3 +287,9 @@ def test_a_user_and_password_in_the_url_go_as_basic_auth(server, resolver):
     send("GET", f"http://u:p@127.0.0.1:{server.port}/", headers={"Authorization": "Bearer t"}, timeout_s=2,
          resolver=resolver)
     assert server.requests[1].headers["Authorization"] == "Bearer t"  # the caller's own header wins
+
+
+def test_a_path_and_query_with_spaces_and_accents_are_percent_encoded(server, resolver):
+    send("GET", f"http://127.0.0.1:{server.port}/ping/caf\u00e9 1?note=d\u00e9j\u00e0 vu&x=%2F", headers={},
+         timeout_s=2, resolver=resolver)
+    assert server.requests[0].path == "/ping/caf%C3%A9%201?note=d%C3%A9j%C3%A0%20vu&x=%2F"
