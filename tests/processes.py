@@ -50,17 +50,20 @@ def monitor_answers(port, api_token):
         return False
 
 
-def monitor_toml(*, data_dir, port, api_token, smtp_port, devices):
+def monitor_toml(*, data_dir, port, api_token, smtp_port, devices, monitor_lines=()):
     """TOML for a `phonehome monitor` on 127.0.0.1:``port`` that e-mails a sink on ``smtp_port`` (no TLS).
 
-    ``devices`` is a list of (name, token, max_silence_s); their reminders are off.
+    ``devices`` is a list of (name, token, max_silence_s); their reminders are off. ``monitor_lines`` are
+    more "key = value" lines for the [monitor] table.
     """
     text = f"""data_dir = "{data_dir}"
 [web]
 api_token = "{api_token}"
 [monitor]
 listen = "127.0.0.1:{port}"
-[alerts.email]
+"""
+    text += "".join(f"{line}\n" for line in monitor_lines)
+    text += f"""[alerts.email]
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 security = "none"
